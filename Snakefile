@@ -1,0 +1,38 @@
+# chaosgd: reproduce "Chaotic Dynamics are Intrinsic to Neural Network Training with SGD".
+# The folder names are the DAG: workflow/rules/<stage>.smk runs python -m chaosgd.<stage> and
+# writes results/<stage>/.
+import sys
+
+from snakemake.utils import min_version
+
+sys.path.insert(0, f"{workflow.basedir}/workflow")
+from chaosgd.config import validate_config
+
+min_version("9.0")
+
+
+# The paper's settings unless the user names config files (--configfile): a user config then
+# starts from the schema's defaults (the same settings) instead of being merged into
+# config/config.yaml, whose experiment lists it could not otherwise replace.
+if not workflow.overwrite_configfiles:
+
+    configfile: f"{workflow.basedir}/config/config.yaml"
+
+
+# Fills in the schema defaults; a misspelled key or a wrong type stops here, naming the key.
+validate_config(config)
+
+# Absolute, so that the workflow also runs in another folder (snakemake --directory).
+CODE = f"{workflow.basedir}/workflow/chaosgd"
+# Rule files live two folders down; conda paths are relative to them.
+CONDA_ENV = "../../envs/chaosgd.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.datasets_all.input,

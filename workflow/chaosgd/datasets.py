@@ -1,0 +1,387 @@
+"""Datasets stage: obtain USPS or FashionMNIST, bring them to 16×16, normalize, write a manifest.
+
+Output ``<name>.pt`` holds ``train_x``/``test_x`` (float32, N×1×16×16, normalized by the
+training set's mean and std) and ``train_y``/``test_y`` (int64); ``<name>.json`` records where
+every source file came from, its sha256, sample and per-class counts, the normalization and the
+resize method.
+
+Sources are looked for in this order: the configured local folder, the download cache, then
+the mirrors (if downloading is allowed). Every file is checked against a published checksum
+before it is used:
+
+- FashionMNIST: the md5 of the *decompressed* IDX payload. Debian's ``dataset-fashion-mnist``
+  re-compressed the upstream ``.gz`` files (their md5 differs from torchvision's list) but the
+  payload is byte-identical, so the payload checksum accepts both and still catches corruption.
+- USPS: torchvision's md5 of the LIBSVM ``.bz2`` files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import sys
+import urllib.error
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchvision.datasets.utils import download_url
+
+from chaosgd import __version__
+from chaosgd.io import atomic_path, file_digest, save_tensors, write_json
+
+IMAGE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    role: str  # train_images, train_labels, test_images, test_labels, train, test
+    name: str  # file name on disk and on the mirror
+    md5: str  # published checksum (of the payload for .gz files, of the file otherwise)
+    payload_checksum: bool  # True: md5 is of the decompressed content
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    title: str
+    files: tuple[FileSpec, ...]
+    mirrors: tuple[str, ...]
+    native_size: int
+
+
+_FMNIST_PAYLOAD_MD5 = {
+    "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+_FMNIST_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+SPECS: dict[str, DatasetSpec] = {
+    "fmnist": DatasetSpec(
+        name="fmnist",
+        title="FashionMNIST",
+        files=tuple(
+            FileSpec(role, fname, _FMNIST_PAYLOAD_MD5[fname], True)
+            for role, (fname, _) in zip(
+                _FMNIST_ROLES, torchvision.datasets.FashionMNIST.resources, strict=True
+            )
+        ),
+        mirrors=tuple(torchvision.datasets.FashionMNIST.mirrors),
+        native_size=28,
+    ),
+    "usps": DatasetSpec(
+        name="usps",
+        title="USPS",
+        files=tuple(
+            FileSpec(split, fname, md5, False)
+            for split, (_, fname, md5) in torchvision.datasets.USPS.split_list.items()
+        ),
+        mirrors=(
+            torchvision.datasets.USPS.split_list["train"][0].rsplit("/", 1)[0] + "/",
+        ),
+        native_size=16,
+    ),
+}
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be obtained or failed verification; the message says what to do."""
+
+
+@dataclass
+class Source:
+    role: str
+    file: str
+    path: str
+    origin: str  # "local", "cache" or "download"
+    url: str | None
+    md5: str  # verified against the published checksum
+    md5_of: str  # "file" or "decompressed content"
+    sha256: str  # of the file as found
+    bytes: int
+
+
+def _payload(path: Path, spec: FileSpec) -> bytes:
+    """The bytes the checksum is defined on (decompressed for payload checksums)."""
+    raw = path.read_bytes()
+    if not spec.payload_checksum:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated gzip file ({exc})") from None
+
+
+def verify(path: Path, spec: FileSpec, expected_md5: str) -> str:
+    """Check ``path`` against ``expected_md5``; return the md5 or raise naming the file."""
+    md5 = hashlib.md5(_payload(path, spec)).hexdigest()
+    if md5 != expected_md5:
+        what = "decompressed content" if spec.payload_checksum else "file"
+        raise DatasetError(
+            f"checksum mismatch for {path}: md5 of the {what} is {md5}, expected "
+            f"{expected_md5}. The file is corrupt, truncated or not the published one; "
+            "delete it and run again."
+        )
+    return md5
+
+
+def _download(url: str, dest: Path, spec: FileSpec, expected_md5: str) -> None:
+    """Download ``url`` to ``dest`` through a temporary name, verified before the rename."""
+    with atomic_path(dest) as tmp:
+        # download_url skips files that exist, and mkstemp created this one.
+        tmp.unlink()
+        # torchvision checks the md5 itself only for whole files; payload checksums are ours.
+        download_url(url, str(tmp.parent), tmp.name, md5=None, max_redirect_hops=5)
+        verify(tmp, spec, expected_md5)
+
+
+def obtain(
+    spec: DatasetSpec,
+    local_dir: str | None,
+    cache_dir: str,
+    mirrors: list[str] | None,
+    allow_download: bool,
+    md5_overrides: dict[str, str] | None = None,
+) -> dict[str, Source]:
+    """Find, download if needed, and verify every file of ``spec``; keyed by role."""
+    md5_overrides = dict(md5_overrides or {})
+    unknown = set(md5_overrides) - {f.name for f in spec.files}
+    if unknown:
+        raise DatasetError(
+            f"{spec.name}: checksum override for unknown file(s) {sorted(unknown)}; "
+            f"files are {[f.name for f in spec.files]}"
+        )
+    mirrors = list(mirrors) if mirrors else list(spec.mirrors)
+    cache = Path(cache_dir)
+    sources: dict[str, Source] = {}
+    for fspec in spec.files:
+        expected = md5_overrides.get(fspec.name, fspec.md5)
+        tried: list[str] = []
+        found: tuple[Path, str, str | None] | None = None
+        candidates = [(Path(local_dir) / fspec.name, "local")] if local_dir else []
+        candidates.append((cache / fspec.name, "cache"))
+        for path, origin in candidates:
+            if path.is_file():
+                verify(path, fspec, expected)
+                found = (path, origin, None)
+                break
+            tried.append(f"{origin} file {path} (not found)")
+        if found is None and not allow_download:
+            tried.append("download (disabled by config)")
+        if found is None and allow_download:
+            for mirror in mirrors:
+                url = mirror.rstrip("/") + "/" + fspec.name
+                try:
+                    _download(url, cache / fspec.name, fspec, expected)
+                except DatasetError:
+                    raise
+                except (OSError, urllib.error.URLError, RuntimeError, ValueError) as exc:
+                    tried.append(f"download {url} ({type(exc).__name__}: {exc})")
+                    continue
+                found = (cache / fspec.name, "download", url)
+                break
+        if found is None:
+            raise DatasetError(_unavailable_message(spec, fspec, tried))
+        path, origin, url = found
+        sources[fspec.role] = Source(
+            role=fspec.role,
+            file=fspec.name,
+            path=str(path.resolve()),
+            origin=origin,
+            url=url,
+            md5=expected,
+            md5_of="decompressed content" if fspec.payload_checksum else "file",
+            sha256=file_digest(path, "sha256"),
+            bytes=path.stat().st_size,
+        )
+    return sources
+
+
+def _unavailable_message(spec: DatasetSpec, fspec: FileSpec, tried: list[str]) -> str:
+    names = ", ".join(f.name for f in spec.files)
+    hint = {
+        "fmnist": "On Debian/Ubuntu `apt-get install dataset-fashion-mnist` installs them in "
+        "/usr/share/datasets/fashion-mnist (the default local_dir).",
+        "usps": "They are published at "
+        + spec.mirrors[0]
+        + " (copy them from a machine with internet access).",
+    }[spec.name]
+    return (
+        f"dataset '{spec.name}' ({spec.title}) is not available: could not obtain "
+        f"{fspec.name}. Tried: " + "; ".join(tried) + ". "
+        f"To run offline, put the files {names} in a folder and set "
+        f"datasets.{spec.name}.local_dir to it in the config. {hint}"
+    )
+
+
+def _read_idx(data: bytes, path: str, expected_ndim: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes (the MNIST format)."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = data[3]
+    if ndim != expected_ndim:
+        raise DatasetError(f"{path}: IDX file has {ndim} dimensions, expected {expected_ndim}")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(dims)):
+        raise DatasetError(f"{path}: IDX payload size does not match its header {dims}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def load_raw(
+    spec: DatasetSpec, sources: dict[str, Source]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 images (N×H×W) and int64 labels for train and test."""
+    if spec.name == "fmnist":
+        arrays = {}
+        for fspec in spec.files:
+            src = sources[fspec.role]
+            ndim = 3 if fspec.role.endswith("images") else 1
+            arrays[fspec.role] = _read_idx(_payload(Path(src.path), fspec), src.path, ndim)
+        out = (
+            arrays["train_images"],
+            arrays["train_labels"],
+            arrays["test_images"],
+            arrays["test_labels"],
+        )
+    elif spec.name == "usps":
+        # torchvision parses the LIBSVM files (and maps [-1, 1] to uint8) exactly as the
+        # reference code saw them; it reads <root>/<file name>.
+        parts = []
+        for split in ("train", "test"):
+            src = sources[split]
+            if Path(src.path).name != src.file:
+                raise DatasetError(f"{src.path}: expected a file named {src.file}")
+            ds = torchvision.datasets.USPS(str(Path(src.path).parent), train=split == "train")
+            parts += [np.asarray(ds.data), np.asarray(ds.targets)]
+        out = tuple(parts)
+    else:  # pragma: no cover - SPECS and this function list the same names
+        raise DatasetError(f"unknown dataset {spec.name!r}")
+    for labels in (out[1], out[3]):
+        if labels.min() < 0 or labels.max() > 9:
+            raise DatasetError(f"{spec.name}: labels outside 0..9")
+    return tuple(np.asarray(a) for a in out)  # type: ignore[return-value]
+
+
+def to_16x16(images: np.ndarray) -> torch.Tensor:
+    """uint8 N×H×W → float32 N×1×16×16 in [0, 1]; larger images get an anti-aliased resize."""
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+        x = F.interpolate(
+            x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False
+        )
+    return x.contiguous()
+
+
+def prepare(spec: DatasetSpec, sources: dict[str, Source]) -> tuple[dict, dict]:
+    """Build the tensors and the manifest from verified sources."""
+    train_img, train_lab, test_img, test_lab = load_raw(spec, sources)
+    train_x, test_x = to_16x16(train_img), to_16x16(test_img)
+    mean = train_x.double().mean().item()
+    std = train_x.double().std().item()
+    train_x = ((train_x - mean) / std).float()
+    test_x = ((test_x - mean) / std).float()
+    train_y = torch.from_numpy(train_lab.astype(np.int64))
+    test_y = torch.from_numpy(test_lab.astype(np.int64))
+    resize = (
+        "none (native 16x16)"
+        if spec.native_size == IMAGE_SIZE
+        else f"{spec.native_size}x{spec.native_size} -> 16x16, bilinear with anti-aliasing "
+        "(torch.nn.functional.interpolate, antialias=True, align_corners=False) on [0, 1] floats"
+    )
+    tensors = {
+        "train_x": train_x,
+        "train_y": train_y,
+        "test_x": test_x,
+        "test_y": test_y,
+        "mean": mean,
+        "std": std,
+    }
+    manifest = {
+        "dataset": spec.name,
+        "title": spec.title,
+        "sources": [asdict(s) for s in sources.values()],
+        "image_shape": [1, IMAGE_SIZE, IMAGE_SIZE],
+        "resize": resize,
+        "normalization": {"mean": mean, "std": std, "computed_on": "train, all pixels"},
+        "splits": {
+            split: {
+                "samples": int(y.numel()),
+                "per_class": torch.bincount(y, minlength=10).tolist(),
+            }
+            for split, y in (("train", train_y), ("test", test_y))
+        },
+        "created_by": {
+            "chaosgd": __version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+        },
+    }
+    return tensors, manifest
+
+
+def _parse_md5(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, digest = item.partition("=")
+        if not sep or len(digest) != 32:
+            raise DatasetError(f"--md5 expects FILE=<32 hex digits>, got {item!r}")
+        out[name] = digest.lower()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m chaosgd.datasets",
+        description="Obtain, verify, resize (16x16) and normalize a dataset.",
+    )
+    parser.add_argument("name", choices=sorted(SPECS), help="dataset to prepare")
+    parser.add_argument("--out", required=True, help="output .pt file")
+    parser.add_argument("--manifest", required=True, help="output .json manifest")
+    parser.add_argument("--local-dir", default=None, help="folder with the source files")
+    parser.add_argument("--cache-dir", required=True, help="folder for downloaded files")
+    parser.add_argument(
+        "--mirror", action="append", default=None, help="base URL to download from (repeatable)"
+    )
+    parser.add_argument("--no-download", action="store_true", help="never download")
+    parser.add_argument(
+        "--md5", action="append", default=[], metavar="FILE=MD5", help="checksum override"
+    )
+    args = parser.parse_args(argv)
+    spec = SPECS[args.name]
+    try:
+        sources = obtain(
+            spec,
+            local_dir=args.local_dir,
+            cache_dir=args.cache_dir,
+            mirrors=args.mirror,
+            allow_download=not args.no_download,
+            md5_overrides=_parse_md5(args.md5),
+        )
+        tensors, manifest = prepare(spec, sources)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    save_tensors(tensors, args.out)
+    try:
+        write_json(manifest, args.manifest)
+    except BaseException:
+        Path(args.out).unlink(missing_ok=True)
+        raise
+    split = manifest["splits"]
+    print(
+        f"{spec.name}: {split['train']['samples']} train / {split['test']['samples']} test "
+        f"images, mean {manifest['normalization']['mean']:.4f}, "
+        f"std {manifest['normalization']['std']:.4f} -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+# Datasets stage: obtain, verify, resize to 16x16 and normalize each configured dataset.
+
+
+rule datasets_prepare:
+    input:
+        code=f"{CODE}/datasets.py",
+    output:
+        data="results/datasets/{dataset}.pt",
+        manifest="results/datasets/{dataset}.json",
+    log:
+        "logs/datasets/{dataset}.log",
+    wildcard_constraints:
+        dataset="usps|fmnist",
+    conda:
+        CONDA_ENV
+    params:
+        name="{dataset}",
+        args=lambda wildcards: plan.datasets_args(config, wildcards.dataset),
+    shell:
+        "python -m chaosgd.datasets {params.name} {params.args}"
+        " --out {output.data} --manifest {output.manifest} > {log} 2>&1"
+
+
+rule datasets_all:
+    input:
+        expand("results/datasets/{dataset}.{ext}", dataset=config["datasets"], ext=["pt", "json"]),
