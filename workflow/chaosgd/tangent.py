@@ -1,0 +1,452 @@
+"""Tangent map of (momentum) SGD and its finite-time Lyapunov exponents.
+
+The tangent map Y(t) (NOTES.md, "Dynamics") is the product of thousands of per-step
+Jacobians. Multiplying it out and eigendecomposing YᵀY -- what the reference code did -- only
+resolves exponents within ≈ ln(1/ε)/t of the top one (≈ 18/t through YᵀY); everything below is
+noise or a NaN logarithm. Here Y is never formed:
+
+* ``Y = Q · R``. ``Q`` (N×N, on the device of the state) takes the per-step updates; every
+  ``reorth_every`` steps, or sooner when a cheap bound says Q's condition number may have grown
+  past ``exp(max_log_growth)``, it is re-orthonormalized, ``Q = Q'R'``, and R' is folded into
+  the accumulated upper-triangular factor, ``R ← R'R``.
+* R's rows scale like exp(λ_i t) and its spread leaves float64 after a few hundred to a few
+  thousand steps, so R is held as ``diag(exp(s)) · B``: ``s`` are per-row log scales (float64) and
+  B has unit-norm rows. The fold ``R'R`` is done with the scaling in log space, so nothing ever
+  overflows or underflows except terms that are below ε relative to their own row.
+* Alongside, the Benettin sums Σ ln|R'_ii| (exponents from the accumulated QR diagonal) are kept.
+
+Readout (O(N³), only at checkpoints; on CPU through LAPACK): the exponents are ln σ_i(R)/t and
+the Lyapunov vectors the right singular vectors of R (Q is orthonormal after folding in the
+current Q). R is row-graded, the case in which the one-sided Jacobi SVD (``dgejsv``) keeps
+*relative* accuracy in every singular value, however small. Methods, reported in
+``LyapunovReadout.method``:
+
+* ``"svd"``: R's dynamic range fits one float64 window; one Jacobi SVD of the whole factor.
+* ``"svd_deflated"``: the range is wider (long horizons, strong chaos). The top of the spectrum
+  comes from the rows within a window of the largest scale; the rest from the exactly deflated
+  factor R_{S2} W, where W spans the null space of the large rows S1 (the row scales cancel in
+  that null space, so it is computed without loss). Repeated until the remainder fits. Each
+  accepted value keeps a margin of ``_MARGIN`` nats from the neglected part (error ~e^{-margin}).
+* ``"qr_diagonal"``: only if the SVD fails (or on request): Benettin exponents, no vectors.
+
+While CGD prunes, the tangent map uses the Hessian restricted to the kept eigenvectors: the caller
+passes only the kept eigenpairs to :meth:`TangentMap.step_sgd` / :meth:`TangentMap.step_momentum`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from scipy.linalg import lapack
+import torch
+
+__all__ = ["TangentMap", "LyapunovReadout"]
+
+# Width (natural log) of one float64 window of the graded factor: e^-600 ≈ 3e-261 leaves ~108
+# nats above the smallest normal number (e^-708) for B's own small entries and LAPACK's scaling.
+_WINDOW = 600.0
+# Distance (nats) kept between an accepted singular value and anything neglected next to it:
+# the relative error from the neglected part is ~ sqrt(N) κ(B) e^-margin.
+_MARGIN = 60.0
+
+
+@dataclass(frozen=True)
+class LyapunovReadout:
+    """Finite-time Lyapunov spectrum of Y(t) (numpy, float64, CPU).
+
+    exponents: (N,) ln σ_i(Y)/t, descending.
+    vectors: (N, N) right singular vectors of Y (columns, matching ``exponents``; the
+        eigenvectors of the Lyapunov matrix), or None for ``method == "qr_diagonal"``.
+    t: number of steps.
+    method: "svd", "svd_deflated" or "qr_diagonal" (see the module docstring).
+    benettin: (N,) exponents from the accumulated QR diagonal, sorted descending; they agree
+        with ``exponents`` up to O(1/t) and serve as a cross-check.
+    log_range: max − min of the factor's log row scales (nats); > ``_WINDOW`` means deflation.
+    windows: number of Jacobi SVDs used (1 for "svd").
+    orthogonality_loss: max |VᵀV − I| of the returned vectors (NaN without vectors).
+    log_growth_since_reorth: bound on ln κ(Q) accumulated since the last re-orthonormalization.
+    """
+
+    exponents: np.ndarray
+    vectors: np.ndarray | None
+    t: int
+    method: str
+    benettin: np.ndarray
+    log_range: float
+    windows: int
+    orthogonality_loss: float
+    log_growth_since_reorth: float
+
+
+def _fold(Rp: torch.Tensor, s: torch.Tensor, B: torch.Tensor):
+    """Return (s', B') with diag(e^s') B' = Rp · diag(e^s) B, never forming e^s.
+
+    Row i of the product is Σ_j Rp_ij e^{s_j} B_j. Its largest coefficient sets the new log scale
+    m_i, so every coefficient Rp_ij e^{s_j - m_i} lies in [-1, 1]; only terms below ~e^-708 of
+    the row's largest one underflow. ``Rp`` is not needed afterwards.
+    """
+    # log space in float64 even for a float32 map: s reaches thousands of nats.
+    E = Rp.abs().to(torch.float64).log_().add_(s[None, :])
+    m = E.amax(dim=1)
+    # An all-zero row (singular step) has m = -inf; keep it zero rather than NaN.
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    E.sub_(m[:, None]).exp_().copysign_(Rp)
+    del Rp
+    Bn = E.to(B.dtype) @ B
+    del E
+    norms = torch.linalg.vector_norm(Bn, dim=1)
+    Bn.div_(norms.clamp_min(torch.finfo(Bn.dtype).tiny)[:, None])
+    s_new = m + torch.log(norms.to(torch.float64))
+    return s_new, Bn
+
+
+def _jacobi_svd_tall(At: np.ndarray):
+    """ln σ (descending) and left singular vectors of the tall matrix At (rows ≥ cols).
+
+    Called with At = Rᵀ = Bᵀ diag(e^s) (or a row window of R, transposed): R's row grading becomes
+    a column grading, the case one-sided Jacobi handles with relative accuracy governed by κ(B).
+    joba='C' (0) asks for exactly that (LAPACK's default in scipy, 'A', treats small values as
+    noise; 'F' with row pivoting was as accurate in trials but ~1.3-2x slower); jobr='N' keeps
+    values below sqrt(underflow) of the top instead of zeroing them; jobu='U', jobv='N'.
+    At is a scratch copy and is overwritten.
+    """
+    sva, u, _v, work, _iwork, info = lapack.dgejsv(
+        np.asfortranarray(At), joba=0, jobu=0, jobv=3, jobr=0, jobt=0, jobp=0, overwrite_a=1
+    )
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dgejsv failed (info={info})")
+    with np.errstate(divide="ignore"):
+        logsig = np.log(sva) + (math.log(work[1]) - math.log(work[0]))
+    order = np.argsort(-logsig, kind="stable")
+    return logsig[order], u[:, order]
+
+
+def _graded_svd(s: np.ndarray, B: np.ndarray, window: float, margin: float):
+    """ln σ_i (descending), right singular vectors and #SVDs of R = diag(e^s) B (square)."""
+    n = B.shape[0]
+    finite = np.isfinite(s)
+    if not finite.any():  # Y = 0: nothing to resolve
+        return np.full(n, -np.inf), np.eye(n), 0
+    smax = s[finite].max()
+    if smax - s[finite].min() <= window:
+        logsig, V = _jacobi_svd_tall((np.exp(s - smax)[:, None] * B).T)
+        return logsig + smax, V, 1
+
+    # Top of the spectrum: rows within the window; dropping the rest perturbs R by at most
+    # sqrt(n) e^{smax-window}, negligible for values ≥ e^{smax-window+margin}.
+    top = s >= smax - window
+    logsig_top, V_top = _jacobi_svd_tall((np.exp(s[top] - smax)[:, None] * B[top]).T)
+    logsig_top += smax
+    k_acc = int(np.sum(logsig_top >= smax - window + margin))
+
+    # Rest: W spans the null space of the large rows S1; R W = [0; R_S2 W] exactly, and
+    # R^-1 = W (R_S2 W)^-1 E2ᵀ + O(e^-min s_S1), so the values ≤ e^{min s_S1 - margin} and their
+    # vectors are those of R_S2 W, mapped back through W.
+    big = s >= smax - window + 2 * margin
+    k1 = int(big.sum())
+    if k1 > k_acc:
+        raise np.linalg.LinAlgError("graded factor too ill-conditioned to deflate")
+    Qf, _ = scipy.linalg.qr(B[big].T, mode="full")
+    W = Qf[:, k1:]
+    del Qf
+    B2 = B[~big] @ W
+    norms = np.linalg.norm(B2, axis=1)
+    B2 /= np.maximum(norms, np.finfo(float).tiny)[:, None]
+    with np.errstate(divide="ignore"):
+        s2 = s[~big] + np.log(norms)
+    logsig2, V2, w2 = _graded_svd(s2, B2, window, margin)
+    skip = k_acc - k1
+    logsig = np.concatenate([logsig_top[:k_acc], logsig2[skip:]])
+    V = np.concatenate([V_top[:, :k_acc], W @ V2[:, skip:]], axis=1)
+    return logsig, V, 1 + w2
+
+
+class TangentMap:
+    """Accumulates the tangent map Y(t) = J(t-1)···J(0), Y(0) = I, in factored form.
+
+    Args:
+        n: number of parameters N.
+        dtype: dtype of the per-step state (float64 for the accuracy claims).
+        device: device of the state; the per-step updates run there in torch.
+        reorth_every: maximum number of steps between re-orthonormalizations of Q. Too rare and
+            Q's columns collapse onto the top direction (the small exponents lose ~ln κ(Q)
+            digits per fold) or overflow; too often and the O(N³) QR dominates the O(rN²) steps.
+        max_log_growth: for ``step_sgd`` a bound Σ ln(max|1-ηλ| / min|1-ηλ|) on ln κ(Q) is
+            tracked from the eigenvalues alone, and Q is re-orthonormalized early when it
+            exceeds this (e^8 ≈ 3000, i.e. ≤ ~1e-12 relative error per fold).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+        reorth_every: int = 20,
+        max_log_growth: float = 8.0,
+    ):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if not isinstance(reorth_every, int) or reorth_every < 1:
+            raise ValueError(f"reorth_every must be a positive int, got {reorth_every!r}")
+        if not (max_log_growth > 0):
+            raise ValueError(f"max_log_growth must be positive, got {max_log_growth!r}")
+        self.n = n
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.reorth_every = reorth_every
+        self.max_log_growth = float(max_log_growth)
+        kw = dict(dtype=dtype, device=self.device)
+        self.Q = torch.eye(n, **kw)
+        self.B = torch.eye(n, **kw)
+        self.s = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.log_diag = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.G: torch.Tensor | None = None  # momentum buffer Ĝ, G(t) = Ĝ R
+        self._t = 0
+        self._since = 0
+        self._growth = 0.0
+        self._version = 0
+        self._cache: tuple[int, LyapunovReadout] | None = None
+
+    @property
+    def t(self) -> int:
+        """Number of steps applied."""
+        return self._t
+
+    # ----------------------------------------------------------------------------- stepping
+    def step_linear(self, J: torch.Tensor) -> None:
+        """Y ← J Y for an arbitrary dense N×N Jacobian (O(N³); tests and custom maps)."""
+        self._no_momentum("step_linear")
+        J = self._check_matrix(J, "J", (self.n, self.n))
+        self.Q = J @ self.Q
+        self._advance(0.0)
+
+    def step_sgd(self, lr: float, values: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Y ← (I − η V diag(λ) Vᵀ) Y, O(rN²): one VᵀQ product and one rank-r update in place.
+
+        ``values`` (r,) and ``vectors`` (N, r) are the eigenpairs of the minibatch Hessian that
+        act on the dynamics -- under CGD only the kept ones (H restricted to the kept
+        eigenvectors). Eigenpairs left out act as λ = 0.
+        """
+        self._no_momentum("step_sgd")
+        lr = self._check_scalar(lr, "lr")
+        lam, V = self._check_eig(values, vectors)
+        M = (V.T @ self.Q).mul_(lam[:, None])
+        self.Q.addmm_(V, M, alpha=-lr)
+        self._advance(self._sgd_growth(lr, lam))
+
+    def step_momentum(
+        self, lr: float, momentum: float, values: torch.Tensor, vectors: torch.Tensor
+    ) -> None:
+        """One step of the momentum tangent recursion (NOTES.md, PyTorch convention).
+
+        G(t) = μ G(t−1) + H(t) Y(t), G(−1) = 0; Y(t+1) = Y(t) − η G(t), with H = V diag(λ) Vᵀ
+        from the (kept) eigenpairs as in :meth:`step_sgd`. G is carried as Ĝ with the same right
+        factor as Y (G = Ĝ R), so Ĝ ← μĜ + HQ; Q ← Q − ηĜ, and Ĝ ← Ĝ R'^-1 at each fold.
+        Costs one extra N×N buffer. Re-orthonormalization here follows ``reorth_every`` only.
+        """
+        lr = self._check_scalar(lr, "lr")
+        mu = self._check_scalar(momentum, "momentum")
+        lam, V = self._check_eig(values, vectors)
+        if self.G is None:
+            if self._t > 0:
+                raise RuntimeError("step_momentum after plain steps: the momentum buffer is lost")
+            self.G = torch.zeros_like(self.Q)
+        M = (V.T @ self.Q).mul_(lam[:, None])
+        self.G.mul_(mu).addmm_(V, M)
+        self.Q.add_(self.G, alpha=-lr)
+        self._advance(0.0)
+
+    def reorthonormalize(self) -> None:
+        """Fold Q's triangular factor into the accumulated factor now (O(N³))."""
+        if self._since == 0:
+            return
+        Qn, Rp = torch.linalg.qr(self.Q)
+        diag = Rp.diagonal()
+        if not bool(torch.isfinite(diag).all()):
+            raise FloatingPointError(
+                "tangent map overflowed between re-orthonormalizations; lower reorth_every"
+            )
+        if self.G is not None:
+            self.G = torch.linalg.solve_triangular(Rp, self.G, upper=True, left=False)
+        self.log_diag += torch.log(diag.abs().to(torch.float64))
+        self.s, self.B = _fold(Rp, self.s, self.B)
+        self.Q = Qn
+        self._since = 0
+        self._growth = 0.0
+
+    # ------------------------------------------------------------------------------ readout
+    def readout(
+        self, method: str = "auto", window: float = _WINDOW, margin: float = _MARGIN
+    ) -> LyapunovReadout:
+        """Finite-time Lyapunov exponents and vectors at the current t; does not change state.
+
+        ``method``: "auto" (Jacobi SVD, deflated when needed, Benettin fallback with a warning if
+        LAPACK fails) or "qr_diagonal". ``window``/``margin`` (nats) are exposed for tests.
+        """
+        if method not in ("auto", "qr_diagonal"):
+            raise ValueError(f"method must be 'auto' or 'qr_diagonal', got {method!r}")
+        if self._t == 0:
+            raise RuntimeError("no steps taken yet: exponents ln σ/t are undefined at t = 0")
+        if not window > 2 * margin > 0:
+            raise ValueError("need window > 2 * margin > 0")
+        key = (self._version, method, window, margin)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        Rq = torch.linalg.qr(self.Q, mode="r")[1]
+        log_diag = self.log_diag + torch.log(Rq.diagonal().abs().to(torch.float64))
+        s, B = _fold(Rq, self.s, self.B)
+        del Rq
+        s = s.cpu().numpy()
+        benettin = np.sort(log_diag.cpu().numpy())[::-1] / self._t
+        finite = s[np.isfinite(s)]
+        log_range = float(finite.max() - finite.min()) if finite.size else 0.0
+        vectors, windows, loss = None, 0, float("nan")
+        exps = benettin.copy()
+        used = "qr_diagonal"
+        if method == "auto":
+            try:
+                Bn = B.to(device="cpu", dtype=torch.float64).numpy()
+                del B
+                logsig, vectors, windows = _graded_svd(s, Bn, window, margin)
+                exps = logsig / self._t
+                used = "svd" if windows <= 1 else "svd_deflated"
+                gram = vectors.T @ vectors
+                gram[np.diag_indices_from(gram)] -= 1.0
+                loss = float(np.abs(gram).max())
+                del gram
+            except np.linalg.LinAlgError as err:
+                warnings.warn(f"Jacobi SVD readout failed ({err}); using QR diagonal", stacklevel=2)
+        out = LyapunovReadout(
+            exponents=exps,
+            vectors=vectors,
+            t=self._t,
+            method=used,
+            benettin=benettin,
+            log_range=log_range,
+            windows=windows,
+            orthogonality_loss=loss,
+            log_growth_since_reorth=self._growth,
+        )
+        self._cache = (key, out)
+        return out
+
+    def exponents(self) -> np.ndarray:
+        """Finite-time Lyapunov exponents, descending (see :meth:`readout`)."""
+        return self.readout().exponents
+
+    def vectors(self) -> np.ndarray:
+        """Lyapunov vectors as columns matching :meth:`exponents` (see :meth:`readout`)."""
+        v = self.readout().vectors
+        if v is None:
+            raise RuntimeError("readout fell back to the QR diagonal: no Lyapunov vectors")
+        return v
+
+    def matrix(self) -> torch.Tensor:
+        """Dense Y(t) = Q diag(e^s) B. Only for small N and short horizons: it is exactly the
+        product whose float64 range problems the factored form avoids (may give inf / 0)."""
+        return self.Q @ (torch.exp(self.s).to(self.dtype)[:, None] * self.B)
+
+    # -------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything needed to continue bit-identically; tensors only (weights_only loading)."""
+        sd = {
+            "Q": self.Q.clone(),
+            "B": self.B.clone(),
+            "s": self.s.clone(),
+            "log_diag": self.log_diag.clone(),
+            "t": torch.tensor(self._t, dtype=torch.int64),
+            "since_reorth": torch.tensor(self._since, dtype=torch.int64),
+            "log_growth": torch.tensor(self._growth, dtype=torch.float64),
+            "reorth_every": torch.tensor(self.reorth_every, dtype=torch.int64),
+            "max_log_growth": torch.tensor(self.max_log_growth, dtype=torch.float64),
+        }
+        if self.G is not None:
+            sd["G"] = self.G.clone()
+        return sd
+
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` output (moved to this map's device and dtype)."""
+        n = self.n
+        shapes = {"Q": (n, n), "B": (n, n), "s": (n,), "log_diag": (n,), "G": (n, n)}
+        for key in ("Q", "B", "s", "log_diag", "t", "since_reorth", "log_growth"):
+            if key not in sd:
+                raise ValueError(f"state_dict lacks {key!r}")
+        for key, shape in shapes.items():
+            if key in sd and tuple(sd[key].shape) != shape:
+                raise ValueError(
+                    f"state_dict[{key!r}] has shape {tuple(sd[key].shape)}, want {shape}"
+                )
+        kw = dict(dtype=self.dtype, device=self.device)
+        self.Q = sd["Q"].to(**kw).clone()
+        self.B = sd["B"].to(**kw).clone()
+        self.s = sd["s"].to(dtype=torch.float64, device=self.device).clone()
+        self.log_diag = sd["log_diag"].to(dtype=torch.float64, device=self.device).clone()
+        self.G = sd["G"].to(**kw).clone() if "G" in sd else None
+        self._t = int(sd["t"])
+        self._since = int(sd["since_reorth"])
+        self._growth = float(sd["log_growth"])
+        if "reorth_every" in sd:
+            self.reorth_every = int(sd["reorth_every"])
+        if "max_log_growth" in sd:
+            self.max_log_growth = float(sd["max_log_growth"])
+        self._version += 1
+        self._cache = None
+
+    # ------------------------------------------------------------------------------ helpers
+    def _advance(self, growth: float) -> None:
+        self._t += 1
+        self._since += 1
+        self._growth += growth
+        self._version += 1
+        if self._since >= self.reorth_every or self._growth >= self.max_log_growth:
+            self.reorthonormalize()
+
+    @staticmethod
+    def _sgd_growth(lr: float, lam: torch.Tensor) -> float:
+        # κ(I − ηH) ≤ max(1, max|1−ηλ|) / min(1, min|1−ηλ|): directions outside V keep factor 1.
+        if lam.numel() == 0:
+            return 0.0
+        a = (1.0 - lr * lam.to(torch.float64)).abs()
+        hi = max(1.0, float(a.max()))
+        lo = min(1.0, float(a.min()))
+        return math.inf if lo == 0.0 else math.log(hi / lo)
+
+    def _no_momentum(self, name: str) -> None:
+        if self.G is not None:
+            raise RuntimeError(f"{name} on a map that has taken momentum steps")
+
+    @staticmethod
+    def _check_scalar(x, name: str) -> float:
+        try:
+            x = float(x)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a real scalar, got {x!r}") from None
+        if not math.isfinite(x):
+            raise ValueError(f"{name} must be finite, got {x}")
+        return x
+
+    def _check_matrix(self, x, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, want {shape}")
+        x = x.to(dtype=self.dtype, device=self.device)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains non-finite entries")
+        return x
+
+    def _check_eig(self, values, vectors) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(values, torch.Tensor) or values.dim() != 1:
+            raise ValueError("values must be a 1-D torch.Tensor")
+        r = values.shape[0]
+        if r > self.n:
+            raise ValueError(f"values has {r} entries, more than n = {self.n}")
+        V = self._check_matrix(vectors, "vectors", (self.n, r))
+        lam = self._check_matrix(values, "values", (r,))
+        return lam, V
