@@ -1,0 +1,262 @@
+"""Hessian eigenpairs (chaosgd.curvature): dense reference, exact low-rank method, auto."""
+
+import math
+
+import pytest
+import torch
+from torch.func import grad
+
+from chaosgd import cgd, curvature, models
+from chaosgd.curvature import hessian_eigenpairs
+
+LR = 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Run single-threaded: on a shared 2-core machine, OpenMP's spin-waiting makes the many
+    small two-thread LAPACK calls here (QR, eigh) up to ~10× slower under contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _trained(arch, activation, hidden, steps):
+    """A model after ``steps`` plain SGD steps (batch 8, lr 0.05) on a fixed random data set."""
+    torch.manual_seed(11)
+    model = models.build_model(arch, activation, hidden=hidden)
+    x, y = _data(64, seed=5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(6)
+    for _ in range(steps):
+        idx = torch.randint(0, 64, (8,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model
+
+
+# (arch, activation, SGD steps before, MLP hidden width): the paper's MLP (hidden 20, N = 5350)
+# once, narrower MLPs (N = 1612) for the other cases to keep the dense reference cheap
+CASES = [
+    ("mlp", "relu", 0, 6),
+    ("mlp", "relu", 200, 20),
+    ("mlp", "sigmoid", 200, 6),
+    ("cnn", "relu", 0, None),
+    ("cnn", "relu", 200, None),
+]
+
+
+@pytest.fixture(
+    scope="module", params=CASES, ids=lambda c: f"{c[0]}{c[3] or ''}-{c[1]}-{c[2]}steps"
+)
+def pair(request):
+    """Dense and low-rank eigenpairs of one minibatch Hessian (batch 8), with its gradient."""
+    arch, activation, steps, hidden = request.param
+    model = _trained(arch, activation, hidden=hidden or 20, steps=steps)
+    x, y = _data(8, seed=100 + steps)
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model).double()
+    dense = hessian_eigenpairs(loss_fn, theta, "dense")
+    gen = torch.Generator().manual_seed(0)
+    # the MLP's sketch grows from scratch; the CNN (rank ≈ N/2) starts from a hint, as in training
+    hint = dense.rank if arch == "cnn" else None
+    low = hessian_eigenpairs(loss_fn, theta, "lowrank", generator=gen, sketch_hint=hint)
+    return dict(dense=dense, low=low, grad=grad(loss_fn)(theta), arch=arch)
+
+
+def _rel(a, b, scale):
+    return float((a - b).norm() / scale.norm())
+
+
+def test_lowrank_spectrum_matches_dense(pair):
+    dense, low = pair["dense"], pair["low"]
+    assert dense.method == "dense" and low.method == "lowrank"
+    assert dense.values.numel() == dense.vectors.shape[0] == dense.vectors.shape[1]
+    assert 0 < low.rank == dense.rank < dense.n_params
+    assert low.values.numel() == low.vectors.shape[1] == low.rank
+    assert math.isclose(low.null_tol, dense.null_tol, rel_tol=1e-9)
+    assert bool((low.values[1:] >= low.values[:-1]).all())
+    lam = dense.values[dense.nonzero_mask()]
+    assert float((lam - low.values).abs().max()) <= 1e-12 * float(lam.abs().max())
+    eye = torch.eye(low.rank, dtype=low.vectors.dtype)
+    assert float((low.vectors.T @ low.vectors - eye).abs().max()) < 1e-12
+    # the gradient's part outside the nonzero eigenspace is the same for both methods, and for
+    # the MLP it vanishes: the gradient lies in the Hessian's range (the CNN at init has a few
+    # eigenvalues below null_tol that carry ~1e-7 of the gradient's norm)
+    g = pair["grad"]
+    v = low.vectors
+    vd = dense.vectors[:, dense.nonzero_mask()]
+    outside_low, outside_dense = g - v @ (v.T @ g), g - vd @ (vd.T @ g)
+    assert _rel(outside_low, outside_dense, g) <= 1e-10
+    if pair["arch"] == "mlp":
+        assert float(outside_low.norm()) < 1e-9 * float(g.norm())
+
+
+@pytest.mark.parametrize("prune_set", cgd.PRUNE_SETS)
+@pytest.mark.parametrize(
+    "selection, k", [("all", None), ("top_k", 5), ("top_k", 20), ("random_k", 7)]
+)
+def test_projected_gradients_agree(pair, prune_set, selection, k):
+    dense, low, g = pair["dense"], pair["low"], pair["grad"]
+    out, pruned = {}, {}
+    for name, ep in [("dense", dense), ("low", low)]:
+        gen = torch.Generator().manual_seed(42)  # random_k: same picks among the same set
+        out[name], idx = cgd.project_gradient(
+            g, ep.values, ep.vectors, LR, prune_set, selection, k, gen,
+            null_tol=ep.null_tol, return_indices=True,
+        )  # fmt: skip
+        pruned[name] = ep.values[idx]
+    # the same eigenpairs are pruned (never null ones) ...
+    assert pruned["dense"].numel() == pruned["low"].numel() > 0
+    scale = float(dense.values.abs().max())
+    assert torch.allclose(pruned["dense"], pruned["low"], rtol=0, atol=1e-12 * scale)
+    # ... and the projected gradients agree to round-off, relative to the gradient
+    assert _rel(out["dense"], out["low"], g) <= 1e-10
+    assert float((out["dense"] - g).norm()) > 1e-6 * float(g.norm())  # something was removed
+
+
+def test_dense_hessian_matches_finite_differences():
+    """Dense H·v against central differences of the autograd gradient (smooth model, float64)."""
+    for arch in ("mlp", "cnn"):
+        torch.manual_seed(0)
+        model = models.build_model(arch, "sigmoid", hidden=4)
+        x, y = _data(8, seed=1)
+        loss_fn = models.make_loss_fn(model, x, y)
+        theta = models.flat_params(model).double()
+        h = curvature.dense_hessian(loss_fn, theta)
+        assert torch.allclose(h, h.T, rtol=0, atol=1e-14 * float(h.abs().max()))
+
+        def autograd_grad(t):
+            t = t.clone().requires_grad_(True)
+            return torch.autograd.grad(loss_fn(t), t)[0]
+
+        gen = torch.Generator().manual_seed(2)
+        for _ in range(3):
+            v = torch.randn(theta.numel(), generator=gen, dtype=torch.float64)
+            v /= v.norm()
+            eps = 1e-4
+            fd = (autograd_grad(theta + eps * v) - autograd_grad(theta - eps * v)) / (2 * eps)
+            hv = h @ v
+            assert float((fd - hv).norm()) <= 1e-7 * float(hv.norm())
+
+
+def test_lowrank_exact_on_known_low_rank_quadratic():
+    """Rotated quadratic with prescribed eigenvalues (repeated ones included) and a null space."""
+    gen = torch.Generator().manual_seed(3)
+    n = 300
+    basis, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    eig = torch.cat(
+        [
+            torch.tensor([-4.0, -4.0, -1e-3, 1e-6, 0.5, 2.0, 2.0, 2500.0]),
+            torch.linspace(0.1, 3.0, 30),
+        ]
+    ).double()
+    r = eig.numel()
+    h = (basis[:, :r] * eig) @ basis[:, :r].T
+
+    def loss_fn(t):
+        return 0.5 * t @ (h @ t)
+
+    theta = torch.randn(n, generator=gen, dtype=torch.float64)
+    res = hessian_eigenpairs(loss_fn, theta, "lowrank", generator=gen)
+    assert res.rank == r
+    assert torch.allclose(res.values, torch.sort(eig).values, rtol=0, atol=1e-12 * 2500)
+    assert torch.allclose(res.matrix(), h, rtol=0, atol=1e-11)
+    auto = hessian_eigenpairs(loss_fn, theta, "auto", generator=gen)
+    assert auto.method == "lowrank" and auto.rank == r
+
+
+def test_sketch_hint_small_or_exact_gives_the_same_result():
+    torch.manual_seed(0)
+    model = models.build_model("mlp", hidden=6)
+    x, y = _data(8, seed=9)
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model)
+    ref = hessian_eigenpairs(loss_fn, theta, "lowrank", generator=torch.Generator().manual_seed(1))
+    for hint in (0, 10, ref.rank):
+        res = hessian_eigenpairs(
+            loss_fn, theta, "lowrank", generator=torch.Generator().manual_seed(2), sketch_hint=hint
+        )
+        assert res.rank == ref.rank
+        assert float((res.matrix() - ref.matrix()).abs().max()) < 1e-12 * float(
+            ref.values.abs().max()
+        )
+        assert res.diagnostics["sketch_size"] > res.rank
+    assert res.diagnostics["rounds"] == 1  # hint = rank: no growth
+    assert ref.values.dtype == torch.float64 and ref.vectors.dtype == torch.float64
+
+
+def test_lowrank_is_deterministic_given_a_generator():
+    torch.manual_seed(0)
+    model = models.build_model("mlp", hidden=6)
+    x, y = _data(8, seed=4)
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model)
+    runs = [
+        hessian_eigenpairs(loss_fn, theta, "lowrank", generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0].values, runs[1].values)
+    assert torch.equal(runs[0].vectors, runs[1].vectors)
+
+
+def test_auto_picks_lowrank_for_the_mlp_and_dense_for_the_cnn():
+    x, y = _data(8, seed=12)
+    torch.manual_seed(0)
+    mlp = models.build_model("mlp", hidden=4)
+    loss_fn, theta = models.make_loss_fn(mlp, x, y), models.flat_params(mlp)
+    res = hessian_eigenpairs(loss_fn, theta, "auto")
+    assert res.method == "lowrank" and "fallback" not in res.diagnostics
+    # a sketch that would outgrow the crossover falls back to dense
+    res = hessian_eigenpairs(loss_fn, theta, "auto", max_rank_fraction=0.02)
+    assert res.method == "dense" and "crossover" in res.diagnostics["fallback"]
+
+    torch.manual_seed(0)
+    cnn = models.build_model("cnn")
+    loss_fn, theta = models.make_loss_fn(cnn, x, y), models.flat_params(cnn)
+    res = hessian_eigenpairs(loss_fn, theta, "auto", sketch_hint=int(0.45 * theta.numel()))
+    assert res.method == "dense" and "crossover" in res.diagnostics["fallback"]
+    assert res.rank > 0.3 * theta.numel()  # the CNN's rank is indeed past the crossover
+
+
+def test_failed_check_falls_back_to_dense_or_raises():
+    torch.manual_seed(0)
+    model = models.build_model("mlp", hidden=3)
+    x, y = _data(8, seed=13)
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model)
+    # an unattainable tolerance makes the (genuine) residual check fail
+    res = hessian_eigenpairs(loss_fn, theta, "auto", residual_tol=0.0)
+    assert res.method == "dense" and "residual" in res.diagnostics["fallback"]
+    with pytest.raises(curvature.LowRankCheckError, match="residual") as info:
+        hessian_eigenpairs(loss_fn, theta, "lowrank", residual_tol=0.0)
+    assert info.value.diagnostics["residual"] > 0
+
+
+def test_bad_arguments():
+    theta = torch.zeros(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="method"):
+        hessian_eigenpairs(lambda t: (t**2).sum(), theta, "eig")
+    with pytest.raises(ValueError, match="theta"):
+        hessian_eigenpairs(lambda t: (t**2).sum(), torch.zeros(2, 2), "dense")
+    with pytest.raises(ValueError, match="theta"):
+        hessian_eigenpairs(lambda t: (t**2).sum(), torch.tensor([1.0, float("nan")]), "dense")
+    for method in ("dense", "lowrank", "auto"):
+        # |t|^1.5 has an infinite second derivative at 0
+        with pytest.raises(ValueError, match="Hessian"):
+            hessian_eigenpairs(lambda t: (t.abs() ** 1.5).sum(), theta, method)
+
+
+def test_zero_hessian():
+    theta = torch.ones(50, dtype=torch.float64)
+    res = hessian_eigenpairs(lambda t: t.sum(), theta, "lowrank")
+    assert res.rank == 0 and res.values.numel() == 0 and res.vectors.shape == (50, 0)
+    dense = hessian_eigenpairs(lambda t: t.sum(), theta, "dense")
+    assert dense.rank == 0 and dense.null_tol == 0.0

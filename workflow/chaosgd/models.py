@@ -1,0 +1,178 @@
+"""Models of the paper and a functional view of them on one flat parameter vector.
+
+Everything curvature-related (Hessians, tangent maps, CGD projections) works on a flat 1-D
+parameter vector θ laid out in ``model.named_parameters()`` order. This module builds the two
+architectures of NOTES.md and converts between the module and that flat view:
+
+* :func:`build_model` -- MLP 256→h→10 or the small CNN, PyTorch default initialisation.
+* :func:`flat_params` / :func:`unflatten` / :func:`assign_flat_params` -- module ⇄ θ.
+* :func:`make_loss_fn` -- θ ↦ mean cross-entropy of one batch (for torch.func transforms).
+* :func:`make_forward` / :func:`batched_forward` / :func:`make_batched_loss_fn` -- forward passes
+  over a stack of parameter vectors with ``torch.func.vmap`` (ensembles, perturbed copies).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+__all__ = [
+    "ARCHS",
+    "ACTIVATIONS",
+    "build_model",
+    "num_params",
+    "param_shapes",
+    "flat_params",
+    "unflatten",
+    "assign_flat_params",
+    "make_forward",
+    "make_loss_fn",
+    "batched_forward",
+    "make_batched_loss_fn",
+]
+
+ARCHS = ("mlp", "cnn")
+ACTIVATIONS = ("relu", "sigmoid")
+INPUT_SIDE = 16  # USPS is 16×16; FashionMNIST is resized to it (NOTES.md)
+
+
+def _activation(activation: str) -> nn.Module:
+    if activation == "relu":
+        return nn.ReLU()
+    if activation == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def build_model(
+    arch: str, activation: str = "relu", hidden: int = 20, n_classes: int = 10
+) -> nn.Module:
+    """Build the paper's MLP or CNN for N×1×16×16 inputs.
+
+    ``mlp``: flatten, linear 256→``hidden``, activation, linear ``hidden``→``n_classes``
+    (5350 parameters with the defaults). ``cnn``: conv3×3(1→4), act; maxpool2, conv3×3(4→4),
+    act; maxpool2, conv3×3(4→8), act; maxpool2, conv3×3(8→8), act; maxpool2; flatten;
+    linear 8→``n_classes``, padding 1 everywhere (1158 parameters). ``hidden`` is ignored by the
+    CNN. Parameters get PyTorch's default initialisation, so seed torch before calling.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if int(hidden) < 1:
+        raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+    if int(n_classes) < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes!r}")
+    act = lambda: _activation(activation)  # noqa: E731 - one fresh module per use
+    if arch == "mlp":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(INPUT_SIDE * INPUT_SIDE, int(hidden)),
+            act(),
+            nn.Linear(int(hidden), int(n_classes)),
+        )
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8, int(n_classes)),
+    )
+
+
+def param_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """Name → shape of every parameter, in ``named_parameters()`` (= flat θ) order."""
+    return {name: p.shape for name, p in model.named_parameters()}
+
+
+def num_params(model: nn.Module) -> int:
+    """Length N of the flat parameter vector."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def flat_params(model: nn.Module) -> Tensor:
+    """A detached copy of all parameters as one 1-D tensor, in ``named_parameters()`` order."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+
+
+def unflatten(model: nn.Module, theta: Tensor) -> dict[str, Tensor]:
+    """Split flat ``theta`` into a name → tensor dict of views shaped like ``model``'s parameters.
+
+    Works on batched tensors inside ``torch.func.vmap`` too (the views slice the last dim).
+    """
+    names, shapes, sizes = [], [], []
+    for name, p in model.named_parameters():
+        names.append(name)
+        shapes.append(p.shape)
+        sizes.append(p.numel())
+    if sum(sizes) != theta.shape[-1]:
+        raise ValueError(f"theta has {theta.shape[-1]} entries, model has {sum(sizes)} parameters")
+    # split (not slicing): its backward is one concatenation, whereas each slice's backward
+    # materialises a zero-filled N-vector, which dominates batched Hessian-vector products
+    chunks = torch.split(theta, sizes, dim=-1)
+    return {n: c.view(*c.shape[:-1], *s) for n, c, s in zip(names, chunks, shapes)}
+
+
+@torch.no_grad()
+def assign_flat_params(model: nn.Module, theta: Tensor) -> nn.Module:
+    """Copy flat ``theta`` into ``model``'s parameters in place (casting to their dtype)."""
+    for p, v in zip(model.parameters(), unflatten(model, theta).values()):
+        p.copy_(v)
+    return model
+
+
+def make_forward(model: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """Return ``f(theta, x) -> logits``, a pure function of flat θ (``x`` cast to θ's dtype)."""
+
+    def forward(theta: Tensor, x: Tensor) -> Tensor:
+        x = x.to(dtype=theta.dtype, device=theta.device)
+        return functional_call(model, unflatten(model, theta), (x,))
+
+    return forward
+
+
+def make_loss_fn(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+    """Return θ ↦ mean cross-entropy of batch ``(x, y)``, for ``torch.func`` transforms.
+
+    ``x`` is cast to θ's dtype and device on every call, so a float32-trained model can be
+    evaluated (and differentiated) in float64 by passing a float64 θ.
+    """
+    forward = make_forward(model)
+
+    def loss_fn(theta: Tensor) -> Tensor:
+        logits = forward(theta, x)
+        return nn.functional.cross_entropy(logits, y.to(device=theta.device))
+
+    return loss_fn
+
+
+def batched_forward(model: nn.Module, thetas: Tensor, x: Tensor, same_batch: bool = True) -> Tensor:
+    """Logits of ``model`` for each row of ``thetas`` (M×N) with ``torch.func.vmap``.
+
+    ``same_batch=True``: one batch ``x`` (B×…) for all M models → M×B×C. ``False``: ``x`` is
+    M×B×…, one batch per model (ensembles that see different data).
+    """
+    forward = make_forward(model)
+    return vmap(forward, in_dims=(0, None if same_batch else 0))(thetas, x)
+
+
+def make_batched_loss_fn(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+    """Return Θ (M×N) ↦ the M per-model mean cross-entropies on one shared batch.
+
+    ``torch.func.grad`` of the single-model loss vmapped this way gives M gradients in one call:
+    ``vmap(grad(make_loss_fn(model, x, y)))(thetas)``.
+    """
+    loss_fn = make_loss_fn(model, x, y)
+    return vmap(loss_fn)
