@@ -30,9 +30,12 @@ CONDA_ENV = "../../envs/chaosgd.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/lyapunov.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.datasets_all.input,
+        rules.figures_all.input,

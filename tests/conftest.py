@@ -53,3 +53,17 @@ def fmnist_dir() -> Path:
             "(.ci/run does)"
         )
     return FMNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def fmnist_pt(tmp_path_factory, fmnist_dir) -> Path:
+    """FashionMNIST prepared by the datasets stage (once per test session)."""
+    from chaosgd import datasets
+
+    out = tmp_path_factory.mktemp("prepared") / "fmnist.pt"
+    rc = datasets.main(
+        ["fmnist", "--out", str(out), "--manifest", str(out.with_suffix(".json")),
+         "--local-dir", str(fmnist_dir), "--no-download", "--cache-dir", str(out.parent / "cache")]
+    )
+    assert rc == 0
+    return out

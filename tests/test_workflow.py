@@ -82,7 +82,8 @@ def test_schema_describes_and_defaults_every_key():
             here = f"{where}.{name}"
             if "description" not in sub:
                 missing.append(f"{here}: no description")
-            if "default" not in sub and name not in parent_default:
+            # a required key has no default by definition
+            if "default" not in sub and name not in parent_default and name not in node.get("required", []):
                 missing.append(f"{here}: no default")
             walk(sub, here)
         if isinstance(node.get("items"), dict):

@@ -1,0 +1,124 @@
+"""Shared figure style: column-width figures, labels and colours of runs, smoothing, bands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on clusters and CI; set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from chaosgd.io import atomic_path  # noqa: E402
+from chaosgd.settings import Variant  # noqa: E402
+
+FULL_WIDTH = 7.0  # inches: a two-column paper's text width
+COLUMN_WIDTH = 3.4
+
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.1,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,  # embed TrueType, so the text stays editable and searchable
+}
+
+# the paper's colours where it has them (positive pruning red), distinct ones otherwise
+PRUNE_COLOURS = {"chaotic": "#7b3294", "negative": "#0571b0", "positive": "#ca0020"}
+SGD_COLOUR = "#222222"
+
+
+def figure(n_panels: int, width: float = FULL_WIDTH, height: float = 2.6, **kwargs):
+    """A row of panels; constrained layout keeps titles, legends and labels apart."""
+    plt.rcParams.update(STYLE)
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(width, height), squeeze=False, layout="constrained", **kwargs
+    )
+    return fig, list(axes[0])
+
+
+def legend_below(fig, n_entries: int) -> None:
+    """One legend for the whole figure, under the panels."""
+    fig.legend(loc="outside lower center", ncol=min(4, max(1, n_entries)))
+
+
+def variant_linestyle(variant: str) -> str:
+    """Chaotic pruning is dashed: it often equals negative pruning (no λ > 2/η) and would hide
+    it."""
+    v = Variant.parse(variant)
+    return "--" if v.optimizer == "cgd" and v.prune_set == "chaotic" else "-"
+
+
+def save(fig, outputs: list[str | os.PathLike]) -> None:
+    """Save to every output path (format from the suffix: .pdf, .png), atomically."""
+    for out in outputs:
+        suffix = Path(out).suffix.lstrip(".")
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=suffix, dpi=200)
+    plt.close(fig)
+
+
+def variant_label(variant: str, onset: int = 0, momentum: float = 0.0, show_momentum=False) -> str:
+    v = Variant.parse(variant)
+    if v.optimizer == "sgd":
+        label = "SGD"
+    else:
+        sel = {"all": "", "top_k": f" top-{v.k}", "random_k": f" random-{v.k}"}[v.selection]
+        label = f"CGD {v.prune_set}{sel}" + (" +noise" if v.noise else "")
+        if onset:
+            label += f" from step {onset}"
+    if show_momentum:
+        label += f" (μ={momentum:g})"
+    return label
+
+
+def variant_colour(variant: str, onset: int, onsets: list[int]) -> str:
+    v = Variant.parse(variant)
+    if v.optimizer == "sgd":
+        return SGD_COLOUR
+    base = PRUNE_COLOURS[v.prune_set]
+    if v.selection != "all":
+        # top-k / random-k of one set share its colour family, lighter
+        return matplotlib.colors.to_hex(
+            _mix(base, "#ffffff", 0.35 if v.selection == "top_k" else 0.6)
+        )
+    positive = sorted(o for o in onsets if o)
+    if onset and len(positive) > 1:
+        return matplotlib.colors.to_hex(_mix(base, "#ffffff", 0.55 * positive.index(onset) / (len(positive) - 1)))
+    return base
+
+
+def _mix(a: str, b: str, t: float):
+    ca, cb = np.array(matplotlib.colors.to_rgb(a)), np.array(matplotlib.colors.to_rgb(b))
+    return tuple((1 - t) * ca + t * cb)
+
+
+def smooth(values: pd.Series, window: int) -> pd.Series:
+    """Centred moving average (the paper's 'local averaging', window 50)."""
+    if window <= 1:
+        return values
+    return values.rolling(window, center=True, min_periods=1).mean()
+
+
+def thin(x: np.ndarray, *ys: np.ndarray, max_points: int = 2000):
+    """Every k-th point, so long runs stay light in vector formats (after smoothing)."""
+    step = max(1, len(x) // max_points)
+    return (x[::step], *(y[::step] for y in ys))
+
+
+def band(ax, x, mean, spread, colour, label, linestyle="-"):
+    """A mean line with a shaded ± spread band."""
+    ax.plot(x, mean, color=colour, label=label, linestyle=linestyle)
+    if spread is not None and np.any(spread > 0):
+        ax.fill_between(x, mean - spread, mean + spread, color=colour, alpha=0.2, linewidth=0)

@@ -1,0 +1,38 @@
+# Lyapunov stage: trains the selected runs with their tangent map (writing their training
+# outputs too, so their per-step Hessians are computed once) and reads out the spectra.
+
+
+rule lyapunov_run:
+    input:
+        code=[f"{CODE}/lyapunov.py", f"{CODE}/tangent.py", f"{CODE}/train.py"],
+        data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
+    output:
+        steps="results/train/{run}/steps.parquet",
+        epochs="results/train/{run}/epochs.parquet",
+        final="results/train/{run}/final.pt",
+        info="results/train/{run}/run.json",
+        exponents="results/lyapunov/{run}/exponents.parquet",
+        subspaces="results/lyapunov/{run}/subspaces.parquet",
+        spectrum="results/lyapunov/{run}/spectrum_final.pt",
+    log:
+        "logs/lyapunov/{run}.log",
+    wildcard_constraints:
+        run=plan.wildcard_choice(LYAPUNOV_RUNS),
+    conda:
+        CONDA_ENV
+    threads: config["lyapunov"]["threads"]
+    params:
+        args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
+        lyapunov=plan.lyapunov_args(config),
+        checkpoint=lambda wildcards: f"results/lyapunov/{wildcards.run}/checkpoint.pt",
+    shell:
+        "python -m chaosgd.lyapunov {params.args} {params.lyapunov} --data {input.data}"
+        " --threads {threads} --checkpoint {params.checkpoint}"
+        " --out-steps {output.steps} --out-epochs {output.epochs} --out-final {output.final}"
+        " --out-info {output.info} --out-exponents {output.exponents}"
+        " --out-subspaces {output.subspaces} --out-spectrum {output.spectrum} > {log} 2>&1"
+
+
+rule lyapunov_all:
+    input:
+        expand("results/lyapunov/{run}/spectrum_final.pt", run=LYAPUNOV_RUNS),

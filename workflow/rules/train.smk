@@ -1,0 +1,33 @@
+# Training stage: one job per run (SGD or CGD, with per-step Hessian spectrum diagnostics).
+# Runs that carry a tangent map are trained by the lyapunov stage instead.
+
+
+rule train_run:
+    input:
+        code=f"{CODE}/train.py",
+        data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
+    output:
+        steps="results/train/{run}/steps.parquet",
+        epochs="results/train/{run}/epochs.parquet",
+        final="results/train/{run}/final.pt",
+        info="results/train/{run}/run.json",
+    log:
+        "logs/train/{run}.log",
+    wildcard_constraints:
+        run=plan.wildcard_choice(set(RUNS) - set(LYAPUNOV_RUNS)),
+    conda:
+        CONDA_ENV
+    threads: config["training"]["threads"]
+    params:
+        args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
+        checkpoint=lambda wildcards: f"results/train/{wildcards.run}/checkpoint.pt",
+    shell:
+        "python -m chaosgd.train {params.args} --data {input.data} --threads {threads}"
+        " --checkpoint {params.checkpoint} --out-steps {output.steps}"
+        " --out-epochs {output.epochs} --out-final {output.final} --out-info {output.info}"
+        " > {log} 2>&1"
+
+
+rule train_all:
+    input:
+        expand("results/train/{run}/run.json", run=RUNS),
