@@ -5,12 +5,24 @@ each of ``--steps`` batches along a short SGD trajectory it times both methods (
 with the previous step's rank as ``sketch_hint``, as training does), then compares the CGD
 projected gradients (chaotic / negative / positive, all and top-k) and the nonzero eigenvalues.
 It prints medians, the speed-up ratio, the worst disagreement and the ranks.
+
+``tangent``: the per-step update of the tangent map Y ← (I − ηH) Y of the MLP (N = 5350 with
+the default ``--hidden 20``, float64), low-rank (:meth:`TangentMap.step_sgd`, O(rN²)) against the
+dense product the reference code did (form J = I − η V diag(λ) Vᵀ, then J·Y, O(N³)), on the same
+eigenpairs: those of ``--steps`` real minibatch Hessians (batch 8, synthetic standard-normal
+16×16 inputs, "auto" eigenpairs with the previous rank as hint, one SGD step between batches, as
+training does). Also one re-orthonormalization (QR + fold, amortized over ``--reorth-every``
+steps) and, unless ``--no-readout``, the exact Jacobi-SVD readout. It checks that Y agrees (low-rank ``matrix()`` vs
+the dense product) and, with the readout, that ln σ(Y) agrees with a dense SVD of the dense
+product.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import os
 import statistics
 import sys
@@ -21,8 +33,12 @@ import torch
 from .cgd import PRUNE_SETS, project_gradient
 from .curvature import hessian_eigenpairs
 from .models import build_model, flat_params, make_loss_fn
+from .tangent import TangentMap
 
-__all__ = ["main", "bench_curvature"]
+__all__ = ["main", "bench_curvature", "bench_tangent"]
+
+# what a TangentMap does when not told otherwise (the pipeline's own default is in the schema)
+DEFAULT_REORTH_EVERY = inspect.signature(TangentMap).parameters["reorth_every"].default
 
 
 def _sync(device: torch.device) -> None:
@@ -36,6 +52,34 @@ def _timed(fn, device):
     out = fn()
     _sync(device)
     return out, time.perf_counter() - t0
+
+
+def _synthetic_batches(batch: int, seed: int, dev: torch.device):
+    """Return ``next_batch() -> (x, y)``: minibatches (with replacement) from a fixed pool of
+    64·batch synthetic standardised 16×16 images (standard normal pixels), random labels."""
+    data_gen = torch.Generator().manual_seed(seed + 2)
+    pool_x = torch.randn(64 * batch, 1, 16, 16, generator=data_gen).to(dev)
+    pool_y = torch.randint(0, 10, (64 * batch,), generator=data_gen).to(dev)
+
+    def next_batch():
+        idx = torch.randint(0, pool_x.shape[0], (batch,), generator=data_gen).to(dev)
+        return pool_x[idx], pool_y[idx]
+
+    return next_batch
+
+
+def _load1() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def _setup(args) -> int | None:
+    """Apply ``--threads``; return an exit status if ``--device`` cannot be used."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device available", file=sys.stderr)
+        return 2
+    return None
 
 
 def _disagreement(grad, dense, low, lr, top_k):
@@ -89,25 +133,19 @@ def bench_curvature(
         torch.manual_seed(seed)
         model = build_model(arch, activation, hidden=hidden).to(dev)
         gen = torch.Generator(device=dev).manual_seed(seed + 1)
-        data_gen = torch.Generator().manual_seed(seed + 2)
         # synthetic standardised 16×16 images: the curvature cost depends only on the shapes
-        pool_x = torch.randn(64 * batch, 1, 16, 16, generator=data_gen).to(dev)
-        pool_y = torch.randint(0, 10, (64 * batch,), generator=data_gen).to(dev)
+        next_batch = _synthetic_batches(batch, seed, dev)
         opt = torch.optim.SGD(model.parameters(), lr=train_lr)
 
-        def batch_at(t):
-            idx = torch.randint(0, pool_x.shape[0], (batch,), generator=data_gen).to(dev)
-            return pool_x[idx], pool_y[idx]
-
         # warm-up (first-call overheads) and the first hint, as step 0 of a training run gives
-        x, y = batch_at(-1)
+        x, y = next_batch()
         hint = hessian_eigenpairs(
             make_loss_fn(model, x, y), flat_params(model), "lowrank", dtype=dtype, generator=gen
         ).rank
         t_dense, t_low, t_auto, worst, worst_eig = [], [], [], 0.0, 0.0
         ranks, sketch, hvps, auto_methods = [], [], [], set()
         for t in range(steps):
-            x, y = batch_at(t)
+            x, y = next_batch()
             loss_fn = make_loss_fn(model, x, y)
             theta = flat_params(model).to(dtype)
             dense, dt = _timed(
@@ -171,7 +209,193 @@ def bench_curvature(
     return rows
 
 
-def _print_table(rows, out=sys.stdout):
+def _max_rel_diff(a: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |a − ref| / max |ref|."""
+    scale = float(ref.abs().max()) or 1.0
+    return float((a - ref).abs().max()) / scale
+
+
+def bench_tangent(
+    steps: int = 5,
+    device: str = "cpu",
+    activation: str = "relu",
+    hidden: int = 20,
+    batch: int = 8,
+    lr: float = 1e-3,
+    seed: int = 0,
+    reorth_every: int = DEFAULT_REORTH_EVERY,
+    readout: bool = True,
+    curvature: str = "auto",
+) -> list[dict]:
+    """Run the tangent-map benchmark on the MLP; returns one row per timed operation.
+
+    The eigenpairs of ``steps`` minibatch Hessians along a short SGD trajectory (lr ``lr``) are
+    computed first (untimed). Then, step by step on the same eigenpairs, the low-rank update
+    (``TangentMap.step_sgd``) and the dense one (J = I − η V diag(λ) Vᵀ formed, then J·Y) are
+    timed. The low-rank map is not re-orthonormalized during these steps (so the step timings are
+    the update alone); one re-orthonormalization of the accumulated steps is timed at the end
+    (its O(N³) cost does not depend on how many steps are pending) and amortized over
+    ``reorth_every``. Y is compared before and after that fold.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps!r}")
+    if reorth_every < 1:
+        raise ValueError(f"reorth_every must be positive, got {reorth_every!r}")
+    dev = torch.device(device)
+    dtype = torch.float64
+    torch.manual_seed(seed)
+    model = build_model("mlp", activation, hidden=hidden).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    next_batch = _synthetic_batches(batch, seed, dev)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    # eigenpairs of real training steps, as TangentHook gets them (nonzero pairs, previous rank
+    # as the sketch hint); this also warms up torch
+    eigs, ranks, picked, hint = [], [], set(), None
+    for _ in range(steps):
+        x, y = next_batch()
+        theta = flat_params(model).to(dtype)
+        eig = hessian_eigenpairs(
+            make_loss_fn(model, x, y),
+            theta,
+            curvature,
+            dtype=dtype,
+            generator=gen,
+            sketch_hint=hint,
+        )
+        hint = eig.rank
+        picked.add(eig.method)
+        eig = eig.nonzero()
+        eigs.append((eig.values.to(dtype), eig.vectors.to(dtype)))
+        ranks.append(eig.rank)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    n = theta.numel()
+
+    # no automatic fold while stepping: the timed reorthonormalize() below is the only one
+    low = TangentMap(n, dtype, dev, reorth_every=steps + 1, max_log_growth=math.inf)
+    Yd = torch.eye(n, dtype=dtype, device=dev)
+    t_low, t_form, t_mul = [], [], []
+    for lam, V in eigs:
+        _, dt = _timed(lambda: low.step_sgd(lr, lam, V), dev)
+        t_low.append(dt)
+        J, dt = _timed(
+            lambda: torch.eye(n, dtype=dtype, device=dev).addmm_(V * lam, V.T, alpha=-lr), dev
+        )
+        t_form.append(dt)
+        Yd, dt = _timed(lambda: J @ Yd, dev)
+        t_mul.append(dt)
+        del J
+    del eigs
+    t_dense = [a + b for a, b in zip(t_form, t_mul)]
+    diff_steps = _max_rel_diff(low.matrix(), Yd)
+
+    _, t_reorth = _timed(low.reorthonormalize, dev)
+    diff_folded = _max_rel_diff(low.matrix(), Yd)
+
+    med_low, med_dense = statistics.median(t_low), statistics.median(t_dense)
+    amortized = t_reorth / reorth_every
+    common = dict(
+        arch="mlp",
+        n_params=n,
+        hidden=hidden,
+        steps=steps,
+        device=str(dev),
+        dtype=str(dtype),
+        lr=lr,
+        reorth_every=reorth_every,
+    )
+    rows = [
+        dict(
+            common,
+            op="step_sgd (low-rank)",
+            timings=len(t_low),
+            median_s=med_low,
+            ratio=med_dense / med_low,
+            agreement=diff_steps,
+            ranks=ranks,
+            curvature="/".join(sorted(picked)),
+            note=f"r = {min(ranks)}..{max(ranks)}",
+        ),
+        dict(
+            common,
+            op="J·Y (dense)",
+            timings=len(t_dense),
+            median_s=med_dense,
+            ratio=1.0,
+            form_j_s=statistics.median(t_form),
+            matmul_s=statistics.median(t_mul),
+            note=f"form J {statistics.median(t_form):.3f} + J·Y {statistics.median(t_mul):.3f}",
+        ),
+        dict(
+            common,
+            op=f"reorth / {reorth_every}",
+            timings=1,
+            median_s=amortized,
+            ratio=med_dense / amortized,
+            reorth_s=t_reorth,
+            note=f"one QR + fold {t_reorth:.2f} s",
+        ),
+        dict(
+            common,
+            op="step_sgd + reorth",
+            timings=len(t_low),
+            median_s=med_low + amortized,
+            ratio=med_dense / (med_low + amortized),
+            agreement=diff_folded,
+            note="per step, all in",
+        ),
+    ]
+    if readout:
+        out, t_read = _timed(low.readout, dev)
+        logsig = torch.as_tensor(out.exponents, dtype=torch.float64) * out.t
+        sig, t_svd = _timed(lambda: torch.linalg.svdvals(Yd), dev)
+        ref = torch.sort(torch.log(sig.cpu()), descending=True).values
+        rows.append(
+            dict(
+                common,
+                op="readout (Jacobi SVD)",
+                timings=1,
+                median_s=t_read,
+                agreement=float((logsig - ref).abs().max()),
+                method=out.method,
+                windows=out.windows,
+                orthogonality_loss=out.orthogonality_loss,
+                note=f"{out.method}, |VᵀV−I| {out.orthogonality_loss:.0e}",
+            )
+        )
+        rows.append(
+            dict(
+                common,
+                op="svdvals(Y) (dense)",
+                timings=1,
+                median_s=t_svd,
+                note="reference for ln σ",
+            )
+        )
+    return rows
+
+
+def _print_tangent_table(rows, out=None):
+    out = sys.stdout if out is None else out
+    head = f"{'operation':<21} {'n':>2} {'median s':>9} {'dense/x':>8} {'agreement':>9}  note"
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in rows:
+        ratio = f"{r['ratio']:.1f}" if "ratio" in r else "-"
+        agree = f"{r['agreement']:.1e}" if "agreement" in r else "-"
+        if r["op"] == "J·Y (dense)":
+            agree = "ref"
+        print(
+            f"{r['op']:<21} {r['timings']:>2} {r['median_s']:>9.4f} {ratio:>8} {agree:>9}  "
+            f"{r.get('note', '')}",
+            file=out,
+        )
+
+
+def _print_table(rows, out=None):
+    out = sys.stdout if out is None else out
     head = (
         f"{'model':<6} {'N':>5} {'method':<8} {'median s':>9} {'dense/x':>8} "
         f"{'max dg/|g|':>10} {'max dlam':>9}  ranks (sketch)"
@@ -197,11 +421,9 @@ def _print_table(rows, out=sys.stdout):
 
 def _cmd_curvature(args) -> int:
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: no CUDA device available", file=sys.stderr)
-        return 2
+    status = _setup(args)
+    if status is not None:
+        return status
     rows = bench_curvature(
         archs=args.arch,
         steps=args.steps,
@@ -216,7 +438,7 @@ def _cmd_curvature(args) -> int:
         lowrank_repeats=args.lowrank_repeats,
         dtype=dtype,
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = _load1()
     print(
         f"# chaosgd.bench curvature: device={args.device} dtype={args.dtype} "
         f"threads={torch.get_num_threads()} batch={args.batch} steps={args.steps} "
@@ -227,6 +449,44 @@ def _cmd_curvature(args) -> int:
         f"all and top-{args.top_k}; dlam: worst |Δλ|/max|λ| over nonzero eigenvalues"
     )
     _print_table(rows)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+def _cmd_tangent(args) -> int:
+    status = _setup(args)
+    if status is not None:
+        return status
+    rows = bench_tangent(
+        steps=args.steps,
+        device=args.device,
+        activation=args.activation,
+        hidden=args.hidden,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        reorth_every=args.reorth_every,
+        readout=args.readout,
+        curvature=args.curvature,
+    )
+    r0 = rows[0]
+    print(
+        f"# chaosgd.bench tangent: device={args.device} dtype=float64 "
+        f"threads={torch.get_num_threads()} N={r0['n_params']} (MLP 256→{args.hidden}→10) "
+        f"batch={args.batch} steps={args.steps} lr={args.lr:g} "
+        f"reorth_every={args.reorth_every} load1={_load1():.2f}"
+    )
+    print(
+        f"# eigenpairs: {r0['curvature']} Hessians of {args.steps} SGD minibatches of synthetic "
+        f"N(0,1) 16×16 inputs, ranks {','.join(map(str, r0['ranks']))}"
+    )
+    print(
+        "# agreement: max|Y_lowrank − Y_dense|/max|Y_dense| after the steps (step_sgd) and "
+        "after the fold (+ reorth); readout: max|ln σ_i − ln σ_i(Y_dense)|"
+    )
+    _print_tangent_table(rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
@@ -256,6 +516,36 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=_cmd_curvature)
+
+    p = sub.add_parser("tangent", help="low-rank vs dense tangent-map update (MLP)")
+    p.add_argument("--steps", type=int, default=5, help="SGD steps / updates timed (default 5)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
+    p.add_argument("--hidden", type=int, default=20, help="MLP hidden width (default 20)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3, help="η of the SGD steps and tangent map")
+    p.add_argument(
+        "--reorth-every",
+        type=int,
+        default=DEFAULT_REORTH_EVERY,
+        help=f"steps one re-orthonormalization is amortized over (default {DEFAULT_REORTH_EVERY})",
+    )
+    p.add_argument(
+        "--readout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the exact readout (~10 min at N = 5350 on a busy 2-core CPU; default on)",
+    )
+    p.add_argument(
+        "--curvature",
+        choices=["auto", "lowrank", "dense"],
+        default="auto",
+        help="Hessian eigenpair method (default auto, as training)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.set_defaults(func=_cmd_tangent)
     args = parser.parse_args(argv)
     return args.func(args)
 

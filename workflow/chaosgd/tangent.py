@@ -336,18 +336,6 @@ class TangentMap:
         self._cache = (key, out)
         return out
 
-    def benettin_exponents(self) -> np.ndarray:
-        """Exponents from the accumulated QR diagonal (Benettin's method), descending.
-
-        Cheap right after a re-orthonormalization; otherwise it folds the pending steps first
-        (one O(N³) QR, as the next scheduled fold would). They approach the finite-time
-        exponents of :meth:`readout` as O(1/t) and need no SVD.
-        """
-        if self._t == 0:
-            raise RuntimeError("no steps taken yet: exponents ln σ/t are undefined at t = 0")
-        self.reorthonormalize()
-        return np.sort(self.log_diag.cpu().numpy())[::-1] / self._t
-
     def exponents(self) -> np.ndarray:
         """Finite-time Lyapunov exponents, descending (see :meth:`readout`)."""
         return self.readout().exponents
