@@ -11,6 +11,9 @@ from chaosgd.config import validate_config
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The paper's settings unless the user names config files (--configfile): a user config then
 # starts from the schema's defaults (the same settings) instead of being merged into
 # config/config.yaml, whose experiment lists it could not otherwise replace.
@@ -32,10 +35,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/lyapunov.smk"
+include: "workflow/rules/ensembles.smk"
+include: "workflow/rules/fits.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.figures_all.input,
+        rules.report_runs.output,

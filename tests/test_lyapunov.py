@@ -17,7 +17,7 @@ from chaosgd.io import load_tensors
 from chaosgd.models import build_model, flat_params, make_loss_fn
 from test_train import BASE, Crash, CrashAt, run_cli
 
-LYAP = dict(readouts=3, benettin_every=2, quantiles=[0.1, 0.5, 0.9], neutral_tol=1e-8, reorth_every=3)
+LYAP = dict(readouts=3, quantiles=[0.1, 0.5, 0.9], neutral_tol=1e-8, reorth_every=3)
 
 
 def settings(**changes):
@@ -28,7 +28,7 @@ def settings(**changes):
 def lyap_args(**changes) -> list[str]:
     opts = {**LYAP, **changes}
     return [
-        "--readouts", str(opts["readouts"]), "--benettin-every", str(opts["benettin_every"]),
+        "--readouts", str(opts["readouts"]),
         "--neutral-tol", str(opts["neutral_tol"]), "--reorth-every", str(opts["reorth_every"]),
         "--quantiles", *map(str, opts["quantiles"]),
     ]  # fmt: skip
@@ -135,7 +135,6 @@ def test_tables(tmp_path, fmnist_pt):
     rc, out = run_lyapunov(settings(), fmnist_pt, tmp_path / "lyap")
     assert rc == 0
     exps = pd.read_parquet(out["exponents"])
-    # exact readouts at 2, 4, 6; Benettin estimates at the other even steps (none here)
     assert exps["step"].tolist() == [2, 4, 6]
     assert set(exps["method"]) == {"svd"}
     for col in ("lambda_1", "lambda_N", "q0.1", "q0.5", "q0.9", "log_range", "seconds"):

@@ -127,3 +127,23 @@ def test_bad_lyapunov_selection_is_named():
     cfg["lyapunov"]["runs"] = [{"experiment": "zz", "variants": [], "seeds": []}]
     with pytest.raises(ValueError, match="no experiment named 'zz'"):
         plan.lyapunov_runs(cfg, runs, groups)
+
+
+def test_ensemble_references_and_their_figures():
+    cfg = config({"name": "a", "variants": ["sgd", "cgd-negative"], "seeds": [0, 1]})
+    cfg["lyapunov"]["runs"] = [{"experiment": "a", "variants": [], "seeds": []}]
+    runs, groups = plan.expand_runs(cfg)
+    runs, lyap = plan.lyapunov_runs(cfg, runs, groups)
+    refs = plan.ensemble_references(cfg, runs, lyap)
+    # CGD runs carry a tangent map but are no references; two references get seed labels
+    assert refs == {"usps_mlp-relu20_sgd_m0_s0": "a_m0_s0", "usps_mlp-relu20_sgd_m0_s1": "a_m0_s1"}
+    figures = plan.figures(runs, groups, lyap, refs, cfg["ensembles"])
+    assert figures["fig3a"].runs == tuple(refs)
+    assert figures["fig3b_a_m0_s1"].options == ("--eps", "0.1")
+    assert "results/fits/usps_mlp-relu20_sgd_m0_s1/bounds.parquet" in figures["figC5_a_m0_s1"].inputs
+    assert "Reproduces App. C.4" in figures["figC4_a_m0_s0"].caption
+    cfg["ensembles"]["main_eps"] = 0.2
+    with pytest.raises(ValueError, match="main_eps: 0.2 is not one of ensembles.eps"):
+        plan.ensemble_references(cfg, runs, lyap)
+    cfg["ensembles"]["enabled"] = False
+    assert plan.ensemble_references(cfg, runs, lyap) == {}

@@ -11,6 +11,11 @@ Subcommands, each reading run folders and writing PDF and PNG:
                 counts of chaotic / non-chaotic directions (App. C.1).
 ``subspaces``   similarity of the chaotic and non-chaotic Lyapunov subspaces between
                 consecutive readouts (App. C.2).
+``divergence``  distances of the perturbed copies to their reference per strategy (Fig. 3a).
+``fit``         the distances with √(αt² + βt + ε²) fits and the Lyapunov bounds (Fig. 3b).
+``sweep``       distance curves and final accuracy over the ε sweep (App. C.3).
+``precision``   small ε in float32 against float64 (App. C.4).
+``bounds``      distances against e^{λN t}ε and e^{λ1 t}ε per strategy (App. C.5).
 
 Runs are named by their run ids and read from ``<results>/<stage>/<run>/``.
 """
@@ -210,16 +215,12 @@ def plot_exponents(runs: list[Run], name: str, outputs: list[str]) -> None:
     fig, (ax_ext, ax_q, ax_n) = plotting.figure(3)
     colours = plt_colours(len(runs))
     for run, colour in zip(runs, colours):
-        df = run.table("exponents", stage="lyapunov")
-        exact = df[df["method"] != "benettin"]
-        ben = df[df["method"] == "benettin"]
+        exact = run.table("exponents", stage="lyapunov")
         label = _run_label(run, runs)
         for col, marker in (("lambda_1", "o"), ("lambda_N", "s")):
             ax_ext.plot(exact["step"], exact[col], marker=marker, ms=3, color=colour,
                         label=f"{label}: {'λ1' if col == 'lambda_1' else 'λN'}")
-            if len(ben):
-                ax_ext.plot(ben["step"], ben[col], color=colour, alpha=0.5, linewidth=0.7, linestyle=":")
-        qcols = sorted((c for c in df.columns if c.startswith("q")), key=lambda c: float(c[1:]))
+        qcols = sorted((c for c in exact.columns if c.startswith("q")), key=lambda c: float(c[1:]))
         if qcols:
             lo, hi = qcols[0], qcols[-1]
             ax_q.fill_between(exact["step"], exact[lo], exact[hi], color=colour, alpha=0.2, linewidth=0)
@@ -237,8 +238,7 @@ def plot_exponents(runs: list[Run], name: str, outputs: list[str]) -> None:
     for ax in (ax_ext, ax_q, ax_n):
         ax.set_xlabel("step")
     fig.suptitle(
-        title(runs, name) + "\nfinite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map"
-        " (exact readouts; dotted: Benettin QR-diagonal estimate)",
+        title(runs, name) + "\nfinite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map",
         x=0.01,
         ha="left",
         fontsize=8,
@@ -268,6 +268,180 @@ def plot_subspaces(runs: list[Run], name: str, outputs: list[str]) -> None:
     plotting.save(fig, outputs)
 
 
+# --- perturbed ensembles ---------------------------------------------------------------
+
+
+def _main_dtype(run: Run, distances: pd.DataFrame) -> str:
+    """The ensemble in the reference's own dtype (the paper's float32), else the first one."""
+    dtypes = list(dict.fromkeys(distances["dtype"]))
+    return run.settings["dtype"] if run.settings["dtype"] in dtypes else dtypes[0]
+
+
+def _curve(df: pd.DataFrame, strategy: str, eps: float, dtype: str) -> pd.DataFrame:
+    sel = df[(df["strategy"] == strategy) & (df["eps"] == eps) & (df["dtype"] == dtype)]
+    return sel.sort_values("step")
+
+
+def _strategies(df: pd.DataFrame) -> list[str]:
+    present = set(df["strategy"])
+    return [s for s in plotting.STRATEGY_STYLE if s in present]
+
+
+def _ref_title(run: Run) -> str:
+    s = run.settings
+    return f"{DATASET_TITLES.get(s['dataset'], s['dataset'])}, seed {s['seed']}"
+
+
+def plot_divergence(runs: list[Run], name: str, outputs: list[str], eps: float) -> None:
+    fig, axes = plotting.figure(len(runs), height=2.6)
+    for tag, (ax, run) in zip("abcdefgh", zip(axes, runs)):
+        df = run.table("distances", stage="ensembles")
+        dtype = _main_dtype(run, df)
+        for strategy in _strategies(df):
+            label, colour = plotting.STRATEGY_STYLE[strategy]
+            c = _curve(df, strategy, eps, dtype)
+            ax.plot(c["step"], c["distance"], color=colour, label=label if ax is axes[0] else None)
+        ax.set_xlabel("step")
+        ax.set_ylabel("‖θ_B(t) − θ_A(t)‖")
+        ax.set_title(f"({tag}) {_ref_title(run)}, {dtype}", loc="left")
+    fig.suptitle(
+        f"{name}: divergence of models perturbed at initialization by ε = {eps:g} along "
+        "Lyapunov directions\n" + title(runs[:1], runs[0].run_id).split(": ", 1)[1],
+        x=0.01, ha="left", fontsize=8,
+    )
+    plotting.legend_below(fig, 5)
+    plotting.save(fig, outputs)
+
+
+def plot_fit(runs: list[Run], name: str, outputs: list[str], eps: float) -> None:
+    run = runs[0]
+    df = run.table("distances", stage="ensembles")
+    fits = run.table("fits", stage="fits")
+    bounds = run.table("bounds", stage="fits")
+    dtype = _main_dtype(run, df)
+    fig, (ax_fit, ax_b) = plotting.figure(2)
+    for strategy in _strategies(df):
+        label, colour = plotting.STRATEGY_STYLE[strategy]
+        c = _curve(df, strategy, eps, dtype)
+        f = fits[(fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)].iloc[0]
+        t = c["step"].to_numpy(dtype=float)
+        model = np.sqrt(f["alpha"] * t**2 + f["beta"] * t + eps**2)
+        ax_fit.plot(t, c["distance"], color=colour, label=f"{label}; fit R² = {f['r2']:.3f}")
+        ax_fit.plot(t, model, color="#d7301f", linestyle="--", linewidth=0.8)
+        ax_b.plot(t, c["distance"], color=colour)
+    b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)].drop_duplicates("step")
+    ax_b.plot(b["step"], b["upper"], color=plotting.BOUND_COLOUR, marker="^", ms=3, label="bounds e^{λ1 t}ε, e^{λN t}ε")
+    ax_b.plot(b["step"], b["lower"], color=plotting.BOUND_COLOUR, marker="v", ms=3)
+    ax_b.fill_between(b["step"], b["lower"], b["upper"], color=plotting.BOUND_COLOUR, alpha=0.1, linewidth=0)
+    ax_b.set_yscale("log")
+    # the lower bound goes to 0 (e^{λN t} with λN < 0): show it only down to well below the data
+    data_min = df[(df["eps"] == eps) & (df["dtype"] == dtype)]["distance"].min()
+    top = max(float(b["upper"].max()) if len(b) else 0.0, float(df["distance"].max()))
+    ax_b.set_ylim(data_min / 1e3, top * 3)
+    ax_fit.set_title("(a) data and fit √(αt² + βt + ε²) (red, dashed)", loc="left")
+    ax_b.set_title("(b) data between the Lyapunov bounds (log scale)", loc="left")
+    for ax in (ax_fit, ax_b):
+        ax.set_xlabel("step")
+        ax.set_ylabel("‖θ_B(t) − θ_A(t)‖")
+    fig.suptitle(title(runs, name) + f"\nε = {eps:g}, {dtype}", x=0.01, ha="left", fontsize=8)
+    handles = [h for ax in (ax_fit, ax_b) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2)
+    plotting.save(fig, outputs)
+
+
+def plot_sweep(runs: list[Run], name: str, outputs: list[str]) -> None:
+    run = runs[0]
+    df = run.table("distances", stage="ensembles")
+    members = run.table("members", stage="ensembles")
+    dtype = _main_dtype(run, df)
+    strategies = _strategies(df)
+    colours = plotting.eps_colours(sorted(set(df["eps"])))
+    fig, axes = plotting.figure(len(strategies) + 1, height=2.2, rows=2)
+    for tag, (ax, strategy) in zip("abcdef", zip(axes, strategies)):
+        for eps, colour in colours.items():
+            c = _curve(df, strategy, eps, dtype)
+            ax.plot(c["step"], c["distance"], color=colour, label=f"ε = {eps:g}" if ax is axes[0] else None)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("distance")
+        ax.set_title(f"({tag}) {plotting.STRATEGY_STYLE[strategy][0]}", loc="left")
+    ax = axes[-1]
+    m = members[members["dtype"] == dtype]
+    ref = m[m["strategy"] == "reference"].iloc[0]
+    for strategy in strategies:
+        label, colour = plotting.STRATEGY_STYLE[strategy]
+        rows = m[m["strategy"] == strategy].sort_values("eps")
+        ax.plot(rows["eps"], rows["train_acc"], color=colour, marker="o", ms=3)
+        ax.plot(rows["eps"], rows["val_acc"], color=colour, marker="s", ms=3, linestyle="--")
+    ax.axhline(ref["train_acc"], color="#888888", linewidth=0.7)
+    ax.axhline(ref["val_acc"], color="#888888", linewidth=0.7, linestyle="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("ε")
+    ax.set_ylabel("final accuracy")
+    ax.set_title(f"({'abcdef'[len(strategies)]}) train (○), validation (□); grey: A", loc="left")
+    fig.suptitle(title(runs, name) + f"\nthe ε sweep, {dtype}", x=0.01, ha="left", fontsize=8)
+    plotting.legend_below(fig, len(colours))
+    plotting.save(fig, outputs)
+
+
+def plot_precision(runs: list[Run], name: str, outputs: list[str]) -> None:
+    run = runs[0]
+    df = run.table("distances", stage="ensembles")
+    strategies = _strategies(df)
+    all_eps = sorted(set(df["eps"]))
+    small = [e for e in all_eps if e <= 0.1] or all_eps[:1]
+    colours = plotting.eps_colours(small)
+    dtypes = list(dict.fromkeys(df["dtype"]))
+    fig, axes = plotting.figure(len(strategies), height=2.2, rows=2)
+    for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
+        for eps, colour in colours.items():
+            # the first dtype wide and light, the next ones thin and dashed on top of it, so
+            # that coinciding curves stay visible
+            for i, dtype in enumerate(dtypes):
+                c = _curve(df, strategy, eps, dtype)
+                label = f"ε = {eps:g}, {dtype}" if ax is axes[0] else None
+                style = dict(linewidth=2.2, alpha=0.45) if i == 0 else dict(linewidth=0.9, linestyle="--")
+                ax.plot(c["step"], c["distance"] / eps, color=colour, label=label, **style)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("d(t) / ε")
+        ax.set_title(f"({tag}) {plotting.STRATEGY_STYLE[strategy][0]}", loc="left")
+    fig.suptitle(
+        title(runs, name) + "\nsmall perturbations: " + " (wide) vs ".join(dtypes)
+        + (" (dashed)" if len(dtypes) > 1 else "") + ", each against its own reference",
+        x=0.01, ha="left", fontsize=8,
+    )
+    plotting.legend_below(fig, len(colours) * len(dtypes))
+    plotting.save(fig, outputs)
+
+
+def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> None:
+    run = runs[0]
+    bounds = run.table("bounds", stage="fits")
+    fits = run.table("fits", stage="fits")
+    dtype = run.settings["dtype"] if run.settings["dtype"] in set(bounds["dtype"]) else bounds["dtype"].iloc[0]
+    b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)]
+    strategies = [s for s in plotting.STRATEGY_STYLE if s in set(b["strategy"])]
+    fig, axes = plotting.figure(len(strategies), height=2.2, rows=2)
+    for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
+        label, colour = plotting.STRATEGY_STYLE[strategy]
+        c = b[b["strategy"] == strategy].sort_values("step")
+        f = fits[(fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)].iloc[0]
+        ax.plot(c["step"], c["distance"], color=colour, marker="o", ms=3, label="distance" if ax is axes[0] else None)
+        ax.plot(c["step"], c["upper"], color=plotting.BOUND_COLOUR, marker="^", ms=3, label="e^{λ1(t) t} ε" if ax is axes[0] else None)
+        ax.plot(c["step"], c["lower"], color=plotting.BOUND_COLOUR, marker="v", ms=3, linestyle="--", label="e^{λN(t) t} ε" if ax is axes[0] else None)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("distance")
+        ax.set_title(
+            f"({tag}) {label}\nlower holds {f['lower_bound_holds']:.0%}, upper {f['upper_bound_holds']:.0%}",
+            loc="left",
+        )
+    fig.suptitle(title(runs, name) + f"\nLyapunov bounds at the readout steps, ε = {eps:g}, {dtype}", x=0.01, ha="left", fontsize=8)
+    plotting.legend_below(fig, 3)
+    plotting.save(fig, outputs)
+
+
 def plt_colours(n: int) -> list[str]:
     return [plotting.matplotlib.colormaps["tab10"](i % 10) for i in range(n)]
 
@@ -278,7 +452,13 @@ PLOTS = {
     "spectrum": plot_spectrum,
     "exponents": plot_exponents,
     "subspaces": plot_subspaces,
+    "divergence": plot_divergence,
+    "fit": plot_fit,
+    "sweep": plot_sweep,
+    "precision": plot_precision,
+    "bounds": plot_bounds,
 }
+NEEDS_EPS = {"divergence", "fit", "bounds"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,9 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="results", help="the results folder")
     parser.add_argument("--runs", nargs="+", required=True, help="run ids")
     parser.add_argument("--out", nargs="+", required=True, help="output files (.pdf, .png)")
+    parser.add_argument("--eps", type=float, default=None, help="the perturbation size shown")
     args = parser.parse_args(argv)
     try:
-        PLOTS[args.kind](load_runs(args.results, args.runs), args.name, args.out)
+        extra = {}
+        if args.kind in NEEDS_EPS:
+            if args.eps is None:
+                raise ValueError(f"{args.kind} needs --eps")
+            extra["eps"] = args.eps
+        PLOTS[args.kind](load_runs(args.results, args.runs), args.name, args.out, **extra)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {args.name}: {exc}", file=sys.stderr)
         return 1

@@ -169,7 +169,6 @@ def lyapunov_args(config: dict) -> str:
     lyap = config["lyapunov"]
     args = [
         "--readouts", str(lyap["readouts"]),
-        "--benettin-every", str(lyap["benettin_every"]),
         "--neutral-tol", repr(float(lyap["neutral_tol"])),
         "--reorth-every", str(lyap["reorth_every"]),
         "--quantiles", *[repr(float(q)) for q in lyap["quantiles"]],
@@ -190,6 +189,85 @@ class Figure:
     experiment: str
     runs: tuple[str, ...]
     inputs: tuple[str, ...]
+    caption: str = ""
+    options: tuple[str, ...] = ()  # extra arguments of its chaosgd.figures subcommand
+
+    @property
+    def category(self) -> str:
+        return FIGURE_KINDS[self.kind][0]
+
+
+# kind -> (report category, what the figure shows, the paper figures it reproduces)
+FIGURE_KINDS = {
+    "curves": (
+        "Training curves",
+        "Training accuracy and loss of every minibatch step, moving average of 50 steps, mean "
+        "± std over seeds; dotted vertical lines mark pruning onsets.",
+        "Fig. 1 (SGD vs CGD pruning the chaotic, negative, positive spectrum), Fig. 2 (pruning "
+        "onsets), App. B.1 (FashionMNIST, CNN)",
+    ),
+    "validation": (
+        "Training curves",
+        "Validation (solid) and full training-set (dashed) accuracy and loss per epoch, mean ± "
+        "std over seeds.",
+        "App. B.1 (validation curves)",
+    ),
+    "spectrum": (
+        "Hessian spectrum",
+        "Per step: the numbers of negative, positive and positive-chaotic (λ > 2/η) eigenvalues "
+        "of the minibatch Hessian, and the fraction of the squared gradient norm in the positive "
+        "and negative eigenspaces; moving average of 50 steps.",
+        "App. B.2",
+    ),
+    "exponents": (
+        "Lyapunov spectra",
+        "Finite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map over training: λ1, λN, "
+        "quantiles, and the numbers of chaotic (λ > 0) and non-chaotic (λ < 0) directions, from "
+        "exact Jacobi-SVD readouts of the tangent map.",
+        "App. C.1",
+    ),
+    "divergence": (
+        "Perturbed ensembles",
+        "Distance ‖θ_B(t) − θ_A(t)‖ between the reference A and copies B of it perturbed at "
+        "initialization by ε along 5 directions of its final Lyapunov spectrum: max chaos (top "
+        "vector), max convergence (bottom vector), random chaotic and random non-chaotic "
+        "combinations, and a random direction; same seed and batch order. One panel per "
+        "reference.",
+        "Fig. 3a",
+    ),
+    "fit": (
+        "Perturbed ensembles",
+        "Distance curves (solid), the least-squares fit of √(αt² + βt + ε²) to d² (dashed, R² in "
+        "the legend) and the Lyapunov bounds e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε at the readout "
+        "steps (shaded).",
+        "Fig. 3b",
+    ),
+    "sweep": (
+        "Perturbed ensembles",
+        "The ε sweep: distance curves for every ε per direction, and the members' final "
+        "training and validation accuracy against ε.",
+        "App. C.3",
+    ),
+    "precision": (
+        "Perturbed ensembles",
+        "Small perturbations trained in float32 (wide, light) and float64 (thin, dashed), each "
+        "against its own reference: d(t)/ε per direction. Where the float32 curves turn erratic and the "
+        "float64 ones do not, the erratic behaviour is round-off.",
+        "App. C.4 (the paper's open question on small ε)",
+    ),
+    "bounds": (
+        "Perturbed ensembles",
+        "Distance against the Lyapunov bounds e^{λN(t)t}ε (lower) and e^{λ1(t)t}ε (upper) at "
+        "the exact readout steps, per direction, with the fraction of steps where each holds.",
+        "App. C.5",
+    ),
+    "subspaces": (
+        "Lyapunov spectra",
+        "Similarity ‖V_prevᵀV‖²_F / min(dim) of the chaotic and non-chaotic Lyapunov subspaces "
+        "between consecutive exact readouts, and their dimensions.",
+        "App. C.2",
+    ),
+}
 
 
 # result files each kind of figure reads, per run
@@ -199,16 +277,67 @@ FIGURE_FILES = {
     "spectrum": ("train/{run}/steps.parquet", "train/{run}/run.json"),
     "exponents": ("lyapunov/{run}/exponents.parquet", "train/{run}/run.json"),
     "subspaces": ("lyapunov/{run}/subspaces.parquet", "train/{run}/run.json"),
+    "divergence": ("ensembles/{run}/distances.parquet", "train/{run}/run.json"),
+    "fit": (
+        "ensembles/{run}/distances.parquet",
+        "fits/{run}/fits.parquet",
+        "fits/{run}/bounds.parquet",
+        "train/{run}/run.json",
+    ),
+    "sweep": (
+        "ensembles/{run}/distances.parquet",
+        "ensembles/{run}/members.parquet",
+        "train/{run}/run.json",
+    ),
+    "precision": ("ensembles/{run}/distances.parquet", "train/{run}/run.json"),
+    "bounds": ("fits/{run}/bounds.parquet", "fits/{run}/fits.parquet", "train/{run}/run.json"),
 }
 
 
-def _figure(name: str, kind: str, experiment: str, runs: list[str]) -> Figure:
+def describe_runs(runs: list[RunSettings]) -> str:
+    """The settings of a set of runs in one sentence (for captions)."""
+    first = runs[0]
+    arch = f"MLP 256-{first.hidden}-10" if first.model == "mlp" else "CNN"
+    values = lambda field: sorted({getattr(r, field) for r in runs})  # noqa: E731
+    text = (
+        f"{first.dataset}, {arch} ({first.activation}), lr {first.lr:g}, batch "
+        f"{first.batch_size}, {first.epochs} epochs"
+    )
+    if first.train_size:
+        text += f" of {first.train_size} training images"
+    text += f", {first.dtype}; variants {', '.join(values('variant'))}"
+    onsets = [o for o in values("onset") if o]
+    if onsets:
+        text += f"; pruning onsets {', '.join(map(str, onsets))}"
+    text += f"; momentum {', '.join(f'{m:g}' for m in values('momentum'))}"
+    text += f"; seeds {', '.join(map(str, values('seed')))}."
+    return text
+
+
+def _figure(
+    name: str,
+    kind: str,
+    experiment: str,
+    runs: list[str],
+    settings: dict[str, RunSettings],
+    options: tuple[str, ...] = (),
+    note: str = "",
+) -> Figure:
     inputs = tuple(f"results/{f.format(run=r)}" for r in runs for f in FIGURE_FILES[kind])
-    return Figure(name, kind, experiment, tuple(runs), inputs)
+    _, shows, paper = FIGURE_KINDS[kind]
+    caption = (
+        f"{shows} Experiment {experiment}: {describe_runs([settings[r] for r in runs])}"
+        f"{note} Reproduces {paper} of the paper."
+    )
+    return Figure(name, kind, experiment, tuple(runs), inputs, caption, options)
 
 
 def figures(
-    runs: dict[str, RunSettings], groups: dict[str, list[str]], lyapunov: dict[str, list[str]]
+    runs: dict[str, RunSettings],
+    groups: dict[str, list[str]],
+    lyapunov: dict[str, list[str]],
+    references: dict[str, str] | None = None,
+    ensembles: dict | None = None,
 ) -> dict[str, Figure]:
     """Every figure of the config, by name.
 
@@ -217,18 +346,32 @@ def figures(
     the App. B.2 spectrum figure (``figB2_<name>``); an experiment with runs that carry a
     tangent map (selected under ``lyapunov.runs`` for that experiment) gets App. C.1
     (``figC1_<name>``, exponents over training) and C.2 (``figC2_<name>``, subspace stability).
+    Perturbed ensembles (``references``: run -> label, with the ``ensembles`` config) give
+    ``fig3a`` (all references) and per reference ``fig3b_<label>``, ``figC3_<label>``,
+    ``figC4_<label>`` and ``figC5_<label>``.
     """
     out: list[Figure] = []
     for name, members in groups.items():
-        out.append(_figure(name, "curves", name, members))
-        out.append(_figure(f"{name}_validation", "validation", name, members))
+        out.append(_figure(name, "curves", name, members, runs))
+        out.append(_figure(f"{name}_validation", "validation", name, members, runs))
         spectral = [r for r in members if runs[r].needs_spectrum]
         if spectral:
-            out.append(_figure(f"figB2_{name}", "spectrum", name, spectral))
+            out.append(_figure(f"figB2_{name}", "spectrum", name, spectral, runs))
         tangent = lyapunov.get(name, [])
         if tangent:
-            out.append(_figure(f"figC1_{name}", "exponents", name, tangent))
-            out.append(_figure(f"figC2_{name}", "subspaces", name, tangent))
+            out.append(_figure(f"figC1_{name}", "exponents", name, tangent, runs))
+            out.append(_figure(f"figC2_{name}", "subspaces", name, tangent, runs))
+    if references:
+        eps = ("--eps", repr(float(ensembles["main_eps"])))
+        note = f" Perturbations ε ∈ {{{', '.join(f'{e:g}' for e in ensembles['eps'])}}}"
+        note += f" ({', '.join(ensembles['dtypes'])}); main ε = {ensembles['main_eps']:g}."
+        refs = list(references)
+        exps = ", ".join(sorted({references[r] for r in refs}))
+        out.append(_figure("fig3a", "divergence", exps, refs, runs, eps, note))
+        for ref, label in references.items():
+            for prefix, kind in (("fig3b", "fit"), ("figC3", "sweep"), ("figC4", "precision"), ("figC5", "bounds")):
+                opts = eps if kind in ("fit", "bounds") else ()
+                out.append(_figure(f"{prefix}_{label}", kind, label, [ref], runs, opts, note))
     by_name: dict[str, Figure] = {}
     for fig in out:
         if fig.name in by_name:
@@ -238,3 +381,40 @@ def figures(
             )
         by_name[fig.name] = fig
     return by_name
+
+
+# --- perturbed ensembles -------------------------------------------------------------------
+
+
+def ensemble_references(
+    config: dict, runs: dict[str, RunSettings], lyapunov: dict[str, list[str]]
+) -> dict[str, str]:
+    """Reference run -> short label (for figure names): every Lyapunov run of plain SGD.
+
+    The label is the experiment's name, with the seed (and momentum) appended when the
+    experiment has several references."""
+    ens = config["ensembles"]
+    if not ens["enabled"]:
+        return {}
+    if ens["main_eps"] not in ens["eps"]:
+        raise ValueError(f"ensembles.main_eps: {ens['main_eps']} is not one of ensembles.eps")
+    refs: dict[str, str] = {}
+    for exp, members in lyapunov.items():
+        sgd = [r for r in members if runs[r].variant == "sgd"]
+        for r in sgd:
+            s = runs[r]
+            label = exp if len(sgd) == 1 else f"{exp}_m{s.momentum:g}_s{s.seed}"
+            refs.setdefault(r, label)
+    return refs
+
+
+def ensembles_args(config: dict) -> str:
+    """The ensemble settings of ``python -m chaosgd.ensembles`` (beside the reference's)."""
+    ens = config["ensembles"]
+    args = [
+        "--eps", *[repr(float(e)) for e in ens["eps"]],
+        "--dtypes", *ens["dtypes"],
+        "--direction-seed", str(ens["direction_seed"]),
+        "--record-every", str(ens["record_every"]),
+    ]  # fmt: skip
+    return shlex.join(args)

@@ -39,13 +39,18 @@ PRUNE_COLOURS = {"chaotic": "#7b3294", "negative": "#0571b0", "positive": "#ca00
 SGD_COLOUR = "#222222"
 
 
-def figure(n_panels: int, width: float = FULL_WIDTH, height: float = 2.6, **kwargs):
-    """A row of panels; constrained layout keeps titles, legends and labels apart."""
+def figure(n_panels: int, width: float = FULL_WIDTH, height: float = 2.6, rows: int = 1, **kwargs):
+    """Panels in ``rows`` rows (``height`` per row); constrained layout keeps titles, legends
+    and labels apart. Unused trailing panels are hidden."""
     plt.rcParams.update(STYLE)
+    cols = -(-n_panels // rows)
     fig, axes = plt.subplots(
-        1, n_panels, figsize=(width, height), squeeze=False, layout="constrained", **kwargs
+        rows, cols, figsize=(width, height * rows), squeeze=False, layout="constrained", **kwargs
     )
-    return fig, list(axes[0])
+    flat = list(axes.flat)
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, flat[:n_panels]
 
 
 def legend_below(fig, n_entries: int) -> None:
@@ -122,3 +127,22 @@ def band(ax, x, mean, spread, colour, label, linestyle="-"):
     ax.plot(x, mean, color=colour, label=label, linestyle=linestyle)
     if spread is not None and np.any(spread > 0):
         ax.fill_between(x, mean - spread, mean + spread, color=colour, alpha=0.2, linewidth=0)
+
+
+STRATEGY_STYLE = {
+    # darker = expected to diverge more, as in the paper's Fig. 3
+    "max_chaos": ("max chaos (top Lyapunov vector)", "#08306b"),
+    "chaotic": ("random chaotic combination", "#2171b5"),
+    "random": ("random direction", "#6baed6"),
+    "nonchaotic": ("random non-chaotic combination", "#41ab5d"),
+    "max_convergence": ("max convergence (bottom vector)", "#a1d99b"),
+}
+BOUND_COLOUR = "#762a83"
+
+
+def eps_colours(values) -> dict[float, tuple]:
+    """A colour per ε on a sequential scale (small ε light, large ε dark)."""
+    values = sorted(values)
+    cmap = matplotlib.colormaps["viridis_r"]
+    n = max(1, len(values) - 1)
+    return {v: cmap(0.1 + 0.8 * i / n) for i, v in enumerate(values)}

@@ -10,5 +10,7 @@ RUNS, GROUPS = plan.expand_runs(config)
 # spectrum forced on), and all of them
 RUNS, LYAPUNOV = plan.lyapunov_runs(config, RUNS, GROUPS)
 LYAPUNOV_RUNS = sorted({run for runs in LYAPUNOV.values() for run in runs})
+# the references of the perturbed ensembles (every Lyapunov run of plain SGD) and their labels
+REFERENCES = plan.ensemble_references(config, RUNS, LYAPUNOV)
 # every figure, by name
-FIGURES = plan.figures(RUNS, GROUPS, LYAPUNOV)
+FIGURES = plan.figures(RUNS, GROUPS, LYAPUNOV, REFERENCES, config["ensembles"])

@@ -7,7 +7,12 @@ rule figures_draw:
         results=lambda wildcards: FIGURES[wildcards.figure].inputs,
     output:
         pdf="results/figures/{figure}.pdf",
-        png="results/figures/{figure}.png",
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category=lambda wildcards: FIGURES[wildcards.figure].category,
+            subcategory=lambda wildcards: FIGURES[wildcards.figure].experiment,
+        ),
     log:
         "logs/figures/{figure}.log",
     wildcard_constraints:
@@ -15,12 +20,14 @@ rule figures_draw:
     conda:
         CONDA_ENV
     params:
+        caption=lambda wildcards: FIGURES[wildcards.figure].caption,
         kind=lambda wildcards: FIGURES[wildcards.figure].kind,
         name="{figure}",
         runs=lambda wildcards: " ".join(FIGURES[wildcards.figure].runs),
+        options=lambda wildcards: " ".join(FIGURES[wildcards.figure].options),
     shell:
         "python -m chaosgd.figures {params.kind} --name {params.name} --results results"
-        " --runs {params.runs} --out {output.pdf} {output.png} > {log} 2>&1"
+        " --runs {params.runs} {params.options} --out {output.pdf} {output.png} > {log} 2>&1"
 
 
 rule figures_all:

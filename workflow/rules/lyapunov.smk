@@ -18,6 +18,9 @@ rule lyapunov_run:
         "logs/lyapunov/{run}.log",
     wildcard_constraints:
         run=plan.wildcard_choice(LYAPUNOV_RUNS),
+    cache: True
+    # the longest jobs, and the ensembles wait for them: start them first
+    priority: 10
     conda:
         CONDA_ENV
     threads: config["lyapunov"]["threads"]

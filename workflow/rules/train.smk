@@ -15,6 +15,7 @@ rule train_run:
         "logs/train/{run}.log",
     wildcard_constraints:
         run=plan.wildcard_choice(set(RUNS) - set(LYAPUNOV_RUNS)),
+    cache: True
     conda:
         CONDA_ENV
     threads: config["training"]["threads"]

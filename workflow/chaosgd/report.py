@@ -1,0 +1,65 @@
+"""Report stage: the table of every run's settings and outcome, for ``snakemake --report``.
+
+One row per run, from its ``run.json``: what defines it (dataset, model, variant, onset,
+momentum, seed, learning rate, batch size, epochs, subset, dtype), where and how fast it ran
+(device, wall time, steps/s) and how it ended (final full training-set and validation accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from chaosgd.io import atomic_path, read_parquet
+
+SETTINGS = [
+    "run_id", "dataset", "model", "activation", "hidden", "variant", "onset", "momentum", "seed",
+    "lr", "batch_size", "epochs", "train_size", "dtype", "spectrum", "curvature",
+]  # fmt: skip
+
+
+def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
+    rows = []
+    for rid in run_ids:
+        folder = results / "train" / rid
+        info = json.loads((folder / "run.json").read_text())
+        last = read_parquet(folder / "epochs.parquet").iloc[-1]
+        row = {k: info["settings"][k] for k in SETTINGS}
+        row.update(
+            device=info["environment"]["device"],
+            steps=info["result"]["steps"],
+            wall_seconds=round(info["result"]["wall_seconds"], 1),
+            steps_per_second=round(info["result"]["steps_per_second"], 2),
+            tangent_map="lyapunov" in info["result"],
+            final_train_acc=round(float(last["train_acc"]), 4),
+            final_val_acc=round(float(last["val_acc"]), 4),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m chaosgd.report", description="Tables for the Snakemake report."
+    )
+    parser.add_argument("table", choices=["runs"], help="which table")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--runs", nargs="+", required=True, help="run ids")
+    parser.add_argument("--out", required=True, help="output .tsv")
+    args = parser.parse_args(argv)
+    try:
+        table = runs_table(args.results, args.runs)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+# Fits stage: sqrt(alpha t^2 + beta t + eps^2) fitted to every distance curve, and the
+# Lyapunov bounds checked against it.
+
+
+rule fits_divergence:
+    input:
+        code=f"{CODE}/fits.py",
+        distances="results/ensembles/{run}/distances.parquet",
+        exponents="results/lyapunov/{run}/exponents.parquet",
+    output:
+        fits="results/fits/{run}/fits.parquet",
+        bounds="results/fits/{run}/bounds.parquet",
+    log:
+        "logs/fits/{run}.log",
+    wildcard_constraints:
+        run=plan.wildcard_choice(REFERENCES),
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m chaosgd.fits --distances {input.distances} --exponents {input.exponents}"
+        " --out-fits {output.fits} --out-bounds {output.bounds} > {log} 2>&1"
+
+
+rule fits_all:
+    input:
+        expand("results/fits/{run}/fits.parquet", run=REFERENCES),
