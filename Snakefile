@@ -39,6 +39,7 @@ include: "workflow/rules/ensembles.smk"
 include: "workflow/rules/fits.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
@@ -46,3 +47,4 @@ rule all:
     input:
         rules.figures_all.input,
         rules.report_runs.output,
+        rules.claims_check.output,

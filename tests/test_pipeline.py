@@ -61,6 +61,10 @@ def test_tiny_workflow_end_to_end(tiny):
     for name in FIGURES:
         for ext in ("pdf", "png"):
             assert (results / "figures" / f"{name}.{ext}").stat().st_size > 5000, name
+    verdicts = pd.read_parquet(results / "claims" / "claims.parquet")
+    assert sorted(set(verdicts["claim"])) == [1, 2, 3, 4, 5, 6, 7]
+    assert set(verdicts["verdict"]) <= {"supported", "not supported", "not run"}
+    assert "| # | claim |" in (results / "claims" / "claims.md").read_text()
     table = pd.read_csv(results / "report" / "runs.tsv", sep="\t")
     assert sorted(table["run_id"]) == RUNS
     assert table.loc[table["run_id"] == LYAPUNOV_RUN, "tangent_map"].item()
@@ -77,6 +81,7 @@ def test_report_holds_every_figure_with_its_caption(tiny):
     for name in FIGURES:
         assert any(n.endswith(f"/{name}.png") for n in names), name
     assert any(n.endswith("/runs.tsv") for n in names)
+    assert any(n.endswith("/claims.html") for n in names)
     for text in ("Reproduces Fig. 1", "Reproduces App. B.2", "Reproduces App. C.1", "lr 0.01, batch 8"):
         assert text in html, text
 

@@ -7,6 +7,7 @@ that the planning is testable without Snakemake.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 
@@ -418,3 +419,42 @@ def ensembles_args(config: dict) -> str:
         "--record-every", str(ens["record_every"]),
     ]  # fmt: skip
     return shlex.join(args)
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def claims_args(
+    groups: dict[str, list[str]],
+    lyapunov: dict[str, list[str]],
+    references: dict[str, str],
+    config: dict,
+) -> str:
+    """Arguments of ``python -m chaosgd.claims``: the experiments' runs, the Lyapunov runs,
+    the ensemble references and the main ε."""
+    args = [f"--group={name}={','.join(runs)}" for name, runs in groups.items()]
+    args += [f"--lyapunov={name}={','.join(runs)}" for name, runs in lyapunov.items()]
+    args += [f"--reference={run}={label}" for run, label in references.items()]
+    args += ["--main-eps", repr(float(config["ensembles"]["main_eps"]))]
+    return shlex.join(args)
+
+
+def claims_inputs(
+    runs: dict[str, RunSettings], lyapunov: dict[str, list[str]], references: dict[str, str]
+) -> list[str]:
+    """The result files the claims read."""
+    files = [f"results/train/{r}/{f}" for r in runs for f in ("run.json", "steps.parquet", "epochs.parquet")]
+    files += [f"results/lyapunov/{r}/exponents.parquet" for rs in lyapunov.values() for r in rs]
+    for r in references:
+        files += [f"results/ensembles/{r}/distances.parquet", f"results/fits/{r}/fits.parquet"]
+    return sorted(set(files))
+
+
+def config_name(configfiles, basedir) -> str:
+    """The config files a run used, relative to the workflow where they live in it."""
+    names = []
+    for f in configfiles or []:
+        path = os.path.abspath(str(f))
+        rel = os.path.relpath(path, str(basedir))
+        names.append(rel if not rel.startswith("..") else path)
+    return " ".join(names) or "config/config.yaml"

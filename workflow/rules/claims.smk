@@ -1,0 +1,26 @@
+# Claims stage: each claim of the paper, measured on this workflow's results, with a verdict.
+
+
+rule claims_check:
+    input:
+        code=f"{CODE}/claims.py",
+        results=plan.claims_inputs(RUNS, LYAPUNOV, REFERENCES),
+    output:
+        table="results/claims/claims.parquet",
+        markdown="results/claims/claims.md",
+        html=report(
+            "results/claims/claims.html",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        "logs/claims/claims.log",
+    conda:
+        CONDA_ENV
+    params:
+        args=plan.claims_args(GROUPS, LYAPUNOV, REFERENCES, config),
+        config_name=plan.config_name(workflow.overwrite_configfiles, workflow.basedir),
+    shell:
+        "python -m chaosgd.claims --results results {params.args}"
+        " --config-name {params.config_name:q} --out-table {output.table}"
+        " --out-markdown {output.markdown} --out-html {output.html} > {log} 2>&1"
