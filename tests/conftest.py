@@ -25,10 +25,16 @@ def venv_env() -> dict[str, str]:
 def fresh_checkout(dest: Path) -> Path:
     """Copy the files git would commit (tracked and untracked-not-ignored) to ``dest``: what a
     fresh clone of this working tree holds, uncommitted changes included."""
-    names = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    names = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, names):
         src = REPO / name
         if src.is_file():
@@ -90,8 +96,18 @@ def fmnist_pt(tmp_path_factory, fmnist_dir) -> Path:
 
     out = tmp_path_factory.mktemp("prepared") / "fmnist.pt"
     rc = datasets.main(
-        ["fmnist", "--out", str(out), "--manifest", str(out.with_suffix(".json")),
-         "--local-dir", str(fmnist_dir), "--no-download", "--cache-dir", str(out.parent / "cache")]
+        [
+            "fmnist",
+            "--out",
+            str(out),
+            "--manifest",
+            str(out.with_suffix(".json")),
+            "--local-dir",
+            str(fmnist_dir),
+            "--no-download",
+            "--cache-dir",
+            str(out.parent / "cache"),
+        ]
     )
     assert rc == 0
     return out

@@ -27,13 +27,30 @@ def test_mean_ci_matches_the_textbook_t_interval():
 
 def fake_run(root, run, variant, seed, onset=0, acc=0.9, loss=0.3, step_losses=None):
     folder = root / "train" / run
-    settings = {"run_id": run, "variant": variant, "seed": seed, "momentum": 0.0, "onset": onset, "dtype": "float32"}
-    write_json({"settings": settings, "environment": {"device": "cpu", "device_name": "x"},
-                "result": {"wall_seconds": 1.0}}, folder / "run.json")
-    write_parquet(pd.DataFrame({"step": [0, 10], "train_acc": [0.1, acc], "train_loss": [2.3, loss]}),
-                  folder / "epochs.parquet")
+    settings = {
+        "run_id": run,
+        "variant": variant,
+        "seed": seed,
+        "momentum": 0.0,
+        "onset": onset,
+        "dtype": "float32",
+    }
+    write_json(
+        {
+            "settings": settings,
+            "environment": {"device": "cpu", "device_name": "x"},
+            "result": {"wall_seconds": 1.0},
+        },
+        folder / "run.json",
+    )
+    write_parquet(
+        pd.DataFrame({"step": [0, 10], "train_acc": [0.1, acc], "train_loss": [2.3, loss]}),
+        folder / "epochs.parquet",
+    )
     losses = step_losses if step_losses is not None else np.linspace(2, loss, 10)
-    write_parquet(pd.DataFrame({"step": np.arange(len(losses)), "loss": losses}), folder / "steps.parquet")
+    write_parquet(
+        pd.DataFrame({"step": np.arange(len(losses)), "loss": losses}), folder / "steps.parquet"
+    )
     return run
 
 
@@ -41,8 +58,12 @@ def test_pruning_claims(tmp_path):
     runs = []
     for seed, noise in enumerate((0.0, 0.01, -0.01)):
         runs.append(fake_run(tmp_path, f"sgd{seed}", "sgd", seed, acc=0.9 + noise, loss=0.3))
-        runs.append(fake_run(tmp_path, f"neg{seed}", "cgd-negative", seed, acc=0.5 + noise, loss=1.5))
-        runs.append(fake_run(tmp_path, f"pos{seed}", "cgd-positive", seed, acc=0.85 - noise, loss=0.4))
+        runs.append(
+            fake_run(tmp_path, f"neg{seed}", "cgd-negative", seed, acc=0.5 + noise, loss=1.5)
+        )
+        runs.append(
+            fake_run(tmp_path, f"pos{seed}", "cgd-positive", seed, acc=0.85 - noise, loss=0.4)
+        )
     rows = claims.claim_pruning(claims.Results(tmp_path), {"e": runs})
     assert [r.verdict for r in rows] == ["supported", "supported"]
     assert rows[0].value == pytest.approx(0.4) and rows[0].n == 3
@@ -58,7 +79,9 @@ def test_onset_claims_need_identical_steps_before_the_onset(tmp_path):
     later = base.copy()
     later[9:] += 0.2  # the loss at the onset step comes before the first pruned update
     runs = [fake_run(tmp_path, f"sgd{s}", "sgd", s, step_losses=base) for s in range(3)]
-    runs += [fake_run(tmp_path, f"c{s}", "cgd-chaotic", s, onset=8, step_losses=later) for s in range(3)]
+    runs += [
+        fake_run(tmp_path, f"c{s}", "cgd-chaotic", s, onset=8, step_losses=later) for s in range(3)
+    ]
     (row,) = claims.claim_onsets(claims.Results(tmp_path), {"e": runs})
     assert row.verdict == "supported" and row.value == pytest.approx(0.2 * 11 / 12)
     early = later.copy()

@@ -178,7 +178,9 @@ def test_usps_download_parse_and_cache(tmp_path, mirror):
     # a second run is offline: the verified files come from the cache
     for f in mirror["root"].iterdir():
         f.unlink()
-    rc, _, manifest_path = _prepare(tmp_path, "usps", "--mirror", mirror["url"], *mirror["md5_args"])
+    rc, _, manifest_path = _prepare(
+        tmp_path, "usps", "--mirror", mirror["url"], *mirror["md5_args"]
+    )
     assert rc == 0
     assert [s["origin"] for s in json.loads(manifest_path.read_text())["sources"]] == ["cache"] * 2
 

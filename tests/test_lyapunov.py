@@ -22,7 +22,9 @@ LYAP = dict(readouts=3, quantiles=[0.1, 0.5, 0.9], neutral_tol=1e-8, reorth_ever
 
 def settings(**changes):
     # 2 hidden units: N = 544, so the dense reference below is cheap
-    return train.RunSettings(**{**BASE, "hidden": 2, "train_size": 48, "epochs": 1, "dtype": "float64", **changes})
+    return train.RunSettings(
+        **{**BASE, "hidden": 2, "train_size": 48, "epochs": 1, "dtype": "float64", **changes}
+    )
 
 
 def lyap_args(**changes) -> list[str]:
@@ -75,7 +77,9 @@ def dense_reference(s, data_path):
     v = s.parsed_variant
     for step in range(trainer.total_steps):
         epoch, within = divmod(step, trainer.steps_per_epoch)
-        idx = train.epoch_order(n_train, s.seed, epoch)[within * s.batch_size : (within + 1) * s.batch_size]
+        idx = train.epoch_order(n_train, s.seed, epoch)[
+            within * s.batch_size : (within + 1) * s.batch_size
+        ]
         loss_fn = make_loss_fn(trainer.model, trainer.data.train_x[idx], trainer.data.train_y[idx])
         H = hessian(loss_fn)(rec.thetas[step])
         H = (H + H.T) / 2
@@ -90,9 +94,7 @@ def dense_reference(s, data_path):
     return (torch.log(sig) / trainer.total_steps).numpy(), Vt.T.numpy()
 
 
-@pytest.mark.parametrize(
-    "variant, momentum", [("sgd", 0.0), ("cgd-negative", 0.0), ("sgd", 0.9)]
-)
+@pytest.mark.parametrize("variant, momentum", [("sgd", 0.0), ("cgd-negative", 0.0), ("sgd", 0.9)])
 def test_final_spectrum_matches_dense_product(tmp_path, fmnist_pt, variant, momentum):
     s = settings(variant=variant, momentum=momentum, lr=0.05)
     rc, out = run_lyapunov(s, fmnist_pt, tmp_path / "lyap")
@@ -154,7 +156,9 @@ def test_resume_with_tangent_map_equals_uninterrupted(tmp_path, fmnist_pt):
     assert rc == 0
     folder = tmp_path / "crashed"
     ns = argparse.Namespace(**LYAP)
-    trainer, _, _ = lyapunov.make_trainer(s, fmnist_pt, ns, folder / "checkpoint.pt", progress=False)
+    trainer, _, _ = lyapunov.make_trainer(
+        s, fmnist_pt, ns, folder / "checkpoint.pt", progress=False
+    )
     trainer.hooks["crash"] = CrashAt(4)  # after the step-4 checkpoint and readout
     with pytest.raises(Crash):
         trainer.run()

@@ -49,7 +49,9 @@ def test_tiny_workflow_end_to_end(tiny):
         assert len(steps) == 6
         assert json.loads((results / "train" / run / "run.json").read_text())["run_id"] == run
     assert sorted(p.name for p in (results / "lyapunov" / LYAPUNOV_RUN).iterdir()) == [
-        "exponents.parquet", "spectrum_final.pt", "subspaces.parquet"
+        "exponents.parquet",
+        "spectrum_final.pt",
+        "subspaces.parquet",
     ]
     ensemble = results / "ensembles" / LYAPUNOV_RUN
     distances = pd.read_parquet(ensemble / "distances.parquet")
@@ -82,13 +84,20 @@ def test_report_holds_every_figure_with_its_caption(tiny):
         assert any(n.endswith(f"/{name}.png") for n in names), name
     assert any(n.endswith("/runs.tsv") for n in names)
     assert any(n.endswith("/claims.html") for n in names)
-    for text in ("Reproduces Fig. 1", "Reproduces App. B.2", "Reproduces App. C.1", "lr 0.01, batch 8"):
+    for text in (
+        "Reproduces Fig. 1",
+        "Reproduces App. B.2",
+        "Reproduces App. C.1",
+        "lr 0.01, batch 8",
+    ):
         assert text in html, text
 
 
 def test_figures_from_the_cache_in_a_fresh_checkout_without_training(tiny, tmp_path):
     second = fresh_checkout(tmp_path / "second")
-    proc = run_snakemake("--cores", "2", "--cache", "--configfile", TINY, repo=second, env=tiny["env"])
+    proc = run_snakemake(
+        "--cores", "2", "--cache", "--configfile", TINY, repo=second, env=tiny["env"]
+    )
     log = proc.stdout + proc.stderr
     results = second / "results"
     cache = tiny["cache"].resolve()
@@ -98,7 +107,10 @@ def test_figures_from_the_cache_in_a_fresh_checkout_without_training(tiny, tmp_p
     for f in (results / "lyapunov" / LYAPUNOV_RUN).iterdir():
         assert f.is_symlink() and f.resolve().parent == cache, f
     # the training jobs' commands never ran: their logs are empty
-    for log_file in [*(second / "logs" / "train").iterdir(), *(second / "logs" / "lyapunov").iterdir()]:
+    for log_file in [
+        *(second / "logs" / "train").iterdir(),
+        *(second / "logs" / "lyapunov").iterdir(),
+    ]:
         assert log_file.stat().st_size == 0, log_file
     for f in (results / "ensembles" / LYAPUNOV_RUN).iterdir():
         assert f.is_symlink() and f.resolve().parent == cache, f
@@ -111,7 +123,9 @@ def test_figures_from_the_cache_in_a_fresh_checkout_without_training(tiny, tmp_p
 
 def test_results_archive_round_trip(tiny, tmp_path):
     packed = tmp_path / "results.tar.gz"
-    assert archive.main(["export", str(packed), "--results", str(tiny["checkout"] / "results")]) == 0
+    assert (
+        archive.main(["export", str(packed), "--results", str(tiny["checkout"] / "results")]) == 0
+    )
     third = fresh_checkout(tmp_path / "third")
     assert archive.main(["import", str(packed), "--results", str(third / "results")]) == 0
     for run in RUNS:
@@ -130,7 +144,9 @@ def test_results_archive_round_trip(tiny, tmp_path):
 def test_archive_refuses_corruption_and_conflicts(tiny, tmp_path, capsys):
     packed = tmp_path / "results.tar.gz"
     results = tiny["checkout"] / "results"
-    assert archive.main(["export", str(packed), "--results", str(results), "--stages", "train"]) == 0
+    assert (
+        archive.main(["export", str(packed), "--results", str(results), "--stages", "train"]) == 0
+    )
     target = tmp_path / "elsewhere" / "results"
     assert archive.main(["import", str(packed), "--results", str(target)]) == 0
     victim = target / "train" / RUNS[0] / "run.json"

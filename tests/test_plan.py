@@ -26,13 +26,27 @@ def test_paper_config_expands_to_the_paper_runs():
     assert len(runs) == sum(len(g) for g in groups.values()) - 3
     fig2 = runs["usps_mlp-sigmoid20_cgd-chaotic_on5000_m0_s2"]
     assert (fig2.activation, fig2.onset, fig2.seed, fig2.lr, fig2.batch_size, fig2.epochs) == (
-        "sigmoid", 5000, 2, 0.001, 8, 40)
+        "sigmoid",
+        5000,
+        2,
+        0.001,
+        8,
+        40,
+    )
     assert runs["usps_cnn-relu_cgd-positive_m0_s0"].model == "cnn"
 
 
 def test_sgd_ignores_onsets_and_momentum_is_in_the_name():
     runs, groups = plan.expand_runs(
-        config({"name": "a", "variants": ["sgd", "cgd-negative"], "onsets": [0, 7], "momentum": [0, 0.9], "seeds": [1]})
+        config(
+            {
+                "name": "a",
+                "variants": ["sgd", "cgd-negative"],
+                "onsets": [0, 7],
+                "momentum": [0, 0.9],
+                "seeds": [1],
+            }
+        )
     )
     assert groups["a"] == [
         "usps_mlp-relu20_sgd_m0_s1",
@@ -47,7 +61,9 @@ def test_sgd_ignores_onsets_and_momentum_is_in_the_name():
 def test_group_overrides_and_conflicting_runs_need_a_tag():
     a = {"name": "a", "variants": ["sgd"], "seeds": [0]}
     b = {"name": "b", "variants": ["sgd"], "seeds": [0], "lr": 0.01}
-    with pytest.raises(ValueError, match="'a' and 'b' both define run usps_mlp-relu20_sgd_m0_s0.*tag"):
+    with pytest.raises(
+        ValueError, match="'a' and 'b' both define run usps_mlp-relu20_sgd_m0_s0.*tag"
+    ):
         plan.expand_runs(config(a, b))
     runs, groups = plan.expand_runs(config(a, {**b, "tag": "lr01"}))
     assert groups["b"] == ["usps_mlp-relu20_sgd_m0_s0_lr01"]
@@ -58,7 +74,9 @@ def test_group_overrides_and_conflicting_runs_need_a_tag():
 def test_bad_experiments_are_named():
     with pytest.raises(ValueError, match="name 'a' is used twice"):
         plan.expand_runs(config({"name": "a"}, {"name": "a"}))
-    cfg = validate_config({"datasets": {"fmnist": {}}, "experiments": [{"name": "a", "dataset": "usps"}]})
+    cfg = validate_config(
+        {"datasets": {"fmnist": {}}, "experiments": [{"name": "a", "dataset": "usps"}]}
+    )
     with pytest.raises(ValueError, match=r"experiments\[a\].dataset: 'usps' is not configured"):
         plan.expand_runs(cfg)
 
@@ -69,7 +87,10 @@ def test_bad_experiments_are_named():
         ("sgd", Variant("sgd", "sgd")),
         ("cgd-chaotic", Variant("cgd-chaotic", "cgd", "chaotic")),
         ("cgd-negative-top10", Variant("cgd-negative-top10", "cgd", "negative", "top_k", 10)),
-        ("cgd-positive-random3-noise", Variant("cgd-positive-random3-noise", "cgd", "positive", "random_k", 3, True)),
+        (
+            "cgd-positive-random3-noise",
+            Variant("cgd-positive-random3-noise", "cgd", "positive", "random_k", 3, True),
+        ),
     ],
 )
 def test_variant_names(name, expected):
@@ -99,7 +120,10 @@ def test_figures_follow_the_groups():
     runs, groups = plan.expand_runs(cfg)
     runs, lyap = plan.lyapunov_runs(cfg, runs, groups)
     assert lyap == {"a": ["usps_mlp-relu20_sgd_m0_s1"]}
-    assert runs["usps_mlp-relu20_sgd_m0_s1"].spectrum and not runs["usps_mlp-relu20_sgd_m0_s0"].spectrum
+    assert (
+        runs["usps_mlp-relu20_sgd_m0_s1"].spectrum
+        and not runs["usps_mlp-relu20_sgd_m0_s0"].spectrum
+    )
     figures = plan.figures(runs, groups, lyap)
     kinds = {name: (f.kind, f.experiment, len(f.runs)) for name, f in figures.items()}
     assert kinds == {
@@ -122,7 +146,9 @@ def test_bad_lyapunov_selection_is_named():
     cfg = config({"name": "a", "variants": ["sgd"]})
     cfg["lyapunov"]["runs"] = [{"experiment": "a", "variants": ["cgd-negative"], "seeds": []}]
     runs, groups = plan.expand_runs(cfg)
-    with pytest.raises(ValueError, match=r"lyapunov.runs\[0\].variants: \['cgd-negative'\] not in experiment 'a'"):
+    with pytest.raises(
+        ValueError, match=r"lyapunov.runs\[0\].variants: \['cgd-negative'\] not in experiment 'a'"
+    ):
         plan.lyapunov_runs(cfg, runs, groups)
     cfg["lyapunov"]["runs"] = [{"experiment": "zz", "variants": [], "seeds": []}]
     with pytest.raises(ValueError, match="no experiment named 'zz'"):
@@ -140,7 +166,9 @@ def test_ensemble_references_and_their_figures():
     figures = plan.figures(runs, groups, lyap, refs, cfg["ensembles"])
     assert figures["fig3a"].runs == tuple(refs)
     assert figures["fig3b_a_m0_s1"].options == ("--eps", "0.1")
-    assert "results/fits/usps_mlp-relu20_sgd_m0_s1/bounds.parquet" in figures["figC5_a_m0_s1"].inputs
+    assert (
+        "results/fits/usps_mlp-relu20_sgd_m0_s1/bounds.parquet" in figures["figC5_a_m0_s1"].inputs
+    )
     assert "Reproduces App. C.4" in figures["figC4_a_m0_s0"].caption
     cfg["ensembles"]["main_eps"] = 0.2
     with pytest.raises(ValueError, match="main_eps: 0.2 is not one of ensembles.eps"):

@@ -67,6 +67,7 @@ STATUS_CHECK_SECONDS = 1
 
 WORKFLOW_TIMEOUT = 900  # seconds; the tiny workflow takes a few minutes on 2 cores
 
+
 def profile_default_resources(profile: Path = PROFILE) -> dict:
     """The default-resources of the shipped profile."""
     config = yaml.safe_load((profile / "config.yaml").read_text())

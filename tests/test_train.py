@@ -175,7 +175,9 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, fmnist_pt, varian
 
     folder = tmp_path / "crashed"
     ckpt = folder / "checkpoint.pt"
-    trainer = train.Trainer(s, fmnist_pt, hooks={"crash": CrashAt(13)}, checkpoint=ckpt, progress=False)
+    trainer = train.Trainer(
+        s, fmnist_pt, hooks={"crash": CrashAt(13)}, checkpoint=ckpt, progress=False
+    )
     with pytest.raises(Crash):
         trainer.run()
     assert ckpt.is_file()  # the checkpoint of step 10 survived the crash
@@ -194,7 +196,11 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, fmnist_pt, varian
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, fmnist_pt, capsys):
     folder = tmp_path / "run"
     trainer = train.Trainer(
-        settings(lr=0.02), fmnist_pt, hooks={"crash": CrashAt(7)}, checkpoint=folder / "checkpoint.pt", progress=False
+        settings(lr=0.02),
+        fmnist_pt,
+        hooks={"crash": CrashAt(7)},
+        checkpoint=folder / "checkpoint.pt",
+        progress=False,
     )
     with pytest.raises(Crash):
         trainer.run()
@@ -205,7 +211,9 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, fmnist_pt, capsys):
 
 
 def test_non_finite_loss_fails_naming_run_and_step(tmp_path, fmnist_pt, capsys):
-    rc, out = run_cli(settings(run_id="exploding", lr=1e4, spectrum=False), fmnist_pt, tmp_path / "run")
+    rc, out = run_cli(
+        settings(run_id="exploding", lr=1e4, spectrum=False), fmnist_pt, tmp_path / "run"
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert "run exploding: non-finite" in err and "at step" in err
@@ -227,6 +235,8 @@ def test_negative_pruning_learns_less_than_sgd_over_seeds(fmnist_pt):
         acc = {}
         for variant in ("sgd", "cgd-negative"):
             s = settings(variant=variant, seed=seed, train_size=480, epochs=1, spectrum=False)
-            acc[variant] = train.Trainer(s, fmnist_pt, progress=False).run().epochs["train_acc"].iloc[-1]
+            acc[variant] = (
+                train.Trainer(s, fmnist_pt, progress=False).run().epochs["train_acc"].iloc[-1]
+            )
         gaps.append(acc["sgd"] - acc["cgd-negative"])
     assert min(gaps) > 0.1, gaps

@@ -40,6 +40,17 @@ def test_snakefmt_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_python_code_is_black_formatted():
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "black"), "--check", "-q", "workflow/chaosgd", "tests"],
+        cwd=REPO,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -62,7 +73,9 @@ def test_schema_defaults_are_the_paper_config():
     """config/config.yaml spells out the schema's defaults (the paper's settings)."""
     import yaml
 
-    assert validate_config({}) == validate_config(yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    assert validate_config({}) == validate_config(
+        yaml.safe_load((REPO / "config/config.yaml").read_text())
+    )
 
 
 def test_schema_describes_and_defaults_every_key():
@@ -83,7 +96,11 @@ def test_schema_describes_and_defaults_every_key():
             if "description" not in sub:
                 missing.append(f"{here}: no description")
             # a required key has no default by definition
-            if "default" not in sub and name not in parent_default and name not in node.get("required", []):
+            if (
+                "default" not in sub
+                and name not in parent_default
+                and name not in node.get("required", [])
+            ):
                 missing.append(f"{here}: no default")
             walk(sub, here)
         if isinstance(node.get("items"), dict):
@@ -99,7 +116,9 @@ def test_config_error_is_a_value_error_naming_the_key():
 
 
 def test_datasets_args_quote_paths():
-    cfg = validate_config({"datasets": {"fmnist": {"local_dir": "/data/my files", "download": False}}})
+    cfg = validate_config(
+        {"datasets": {"fmnist": {"local_dir": "/data/my files", "download": False}}}
+    )
     args = plan.datasets_args(cfg, "fmnist")
     assert "--local-dir '/data/my files'" in args and "--no-download" in args
     with pytest.raises(ValueError, match="'usps' is not configured"):

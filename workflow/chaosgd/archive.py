@@ -59,7 +59,10 @@ def export(results: Path, archive: Path, stages: list[str] | None = None) -> dic
         "created_by": f"chaosgd {__version__}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "root": results.name,
-        "files": {str(f): {"sha256": file_digest(base / f), "bytes": (base / f).stat().st_size} for f in files},
+        "files": {
+            str(f): {"sha256": file_digest(base / f), "bytes": (base / f).stat().st_size}
+            for f in files
+        },
     }
     with atomic_path(archive) as tmp:
         with tarfile.open(tmp, "w:gz", dereference=True) as tar:
@@ -104,10 +107,19 @@ def _import(archive: Path, results: Path, force: bool) -> dict:
         if set(names) != set(manifest["files"]):
             missing = sorted(set(manifest["files"]) - set(names))
             extra = sorted(set(names) - set(manifest["files"]))
-            raise ArchiveError(f"{archive}: files and manifest differ (missing {missing[:3]}, extra {extra[:3]})")
+            raise ArchiveError(
+                f"{archive}: files and manifest differ (missing {missing[:3]}, extra {extra[:3]})"
+            )
         for name, member in names.items():
-            if not member.isfile() or Path(name).is_absolute() or ".." in Path(name).parts or Path(name).parts[0] != root:
-                raise ArchiveError(f"{archive}: refusing member {name!r} (not a plain file under {root}/)")
+            if (
+                not member.isfile()
+                or Path(name).is_absolute()
+                or ".." in Path(name).parts
+                or Path(name).parts[0] != root
+            ):
+                raise ArchiveError(
+                    f"{archive}: refusing member {name!r} (not a plain file under {root}/)"
+                )
         results.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".chaosgd-import-", dir=results.parent))
         try:
@@ -115,7 +127,9 @@ def _import(archive: Path, results: Path, force: bool) -> dict:
                 data = tar.extractfile(member).read()
                 expected = manifest["files"][name]["sha256"]
                 if hashlib.sha256(data).hexdigest() != expected:
-                    raise ArchiveError(f"{archive}: checksum mismatch for {name}; the archive is corrupt")
+                    raise ArchiveError(
+                        f"{archive}: checksum mismatch for {name}; the archive is corrupt"
+                    )
                 dest = staging / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(data)
@@ -163,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {len(manifest['files'])} files to {args.archive}")
         else:
             manifest = import_(args.archive, args.results, args.force)
-            print(f"imported {len(manifest['files'])} files into {args.results} ({manifest['created_by']}, {manifest['created']})")
+            print(
+                f"imported {len(manifest['files'])} files into {args.results} ({manifest['created_by']}, {manifest['created']})"
+            )
     except ArchiveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -162,30 +162,51 @@ def claim_pruning(res: Results, groups: dict[str, list[str]]) -> list[Claim]:
             if not pairs:
                 continue
             acc = [res.final(sgd[k])["train_acc"] - res.final(cgd[k])["train_acc"] for k in pairs]
-            loss = [res.final(cgd[k])["train_loss"] - res.final(sgd[k])["train_loss"] for k in pairs]
+            loss = [
+                res.final(cgd[k])["train_loss"] - res.final(sgd[k])["train_loss"] for k in pairs
+            ]
             gaps[prune] = (acc, loss)
         for prune in ("negative", "chaotic"):
             if prune not in gaps:
                 continue
             acc, loss = mean_ci(gaps[prune][0]), mean_ci(gaps[prune][1])
-            rows.append(_claim(
-                1, f"pruning the {prune} spectrum ends with far lower training accuracy and "
-                "higher loss than SGD", exp, f"final training accuracy, SGD minus CGD-{prune}",
-                acc, acc.mean >= FAR and acc.low > 0 and loss.low > 0,
-                f"mean accuracy gap >= {FAR}; accuracy and loss gaps above 0 for {BOUND}",
-                f"training loss CGD-{prune} minus SGD: {_fmt_stat(loss)}",
-            ))
+            rows.append(
+                _claim(
+                    1,
+                    f"pruning the {prune} spectrum ends with far lower training accuracy and "
+                    "higher loss than SGD",
+                    exp,
+                    f"final training accuracy, SGD minus CGD-{prune}",
+                    acc,
+                    acc.mean >= FAR and acc.low > 0 and loss.low > 0,
+                    f"mean accuracy gap >= {FAR}; accuracy and loss gaps above 0 for {BOUND}",
+                    f"training loss CGD-{prune} minus SGD: {_fmt_stat(loss)}",
+                )
+            )
         if "positive" in gaps and "negative" in gaps:
             pos, neg = mean_ci(gaps["positive"][0]), mean_ci(gaps["negative"][0])
-            rows.append(_claim(
-                1, "pruning the positive spectrum costs little (far less than the negative)", exp,
-                "final training accuracy, SGD minus CGD-positive", pos, pos.high < neg.low,
-                f"below the SGD minus CGD-negative gap, for {BOUND} of both",
-                f"SGD minus CGD-negative: {_fmt_stat(neg)}",
-            ))
+            rows.append(
+                _claim(
+                    1,
+                    "pruning the positive spectrum costs little (far less than the negative)",
+                    exp,
+                    "final training accuracy, SGD minus CGD-positive",
+                    pos,
+                    pos.high < neg.low,
+                    f"below the SGD minus CGD-negative gap, for {BOUND} of both",
+                    f"SGD minus CGD-negative: {_fmt_stat(neg)}",
+                )
+            )
     if not rows:
-        rows.append(Claim(1, "pruning the negative or chaotic spectrum cripples learning; positive "
-                          "costs little", "-", "final training accuracy gaps"))
+        rows.append(
+            Claim(
+                1,
+                "pruning the negative or chaotic spectrum cripples learning; positive "
+                "costs little",
+                "-",
+                "final training accuracy gaps",
+            )
+        )
     return rows
 
 
@@ -195,7 +216,9 @@ def claim_onsets(res: Results, groups: dict[str, list[str]]) -> list[Claim]:
         sgd = _by_seed(res, runs, "sgd")
         onsets = sorted({res.settings(r)["onset"] for r in runs if res.settings(r)["onset"] > 0})
         for onset in onsets:
-            for variant in sorted({res.settings(r)["variant"] for r in runs if res.settings(r)["onset"] == onset}):
+            for variant in sorted(
+                {res.settings(r)["variant"] for r in runs if res.settings(r)["onset"] == onset}
+            ):
                 cgd = _by_seed(res, runs, variant, onset)
                 pairs = [k for k in cgd if k in sgd]
                 if not pairs:
@@ -204,19 +227,32 @@ def claim_onsets(res: Results, groups: dict[str, list[str]]) -> list[Claim]:
                 for k in pairs:
                     a = res.table("train", sgd[k], "steps", ["step", "loss"])
                     b = res.table("train", cgd[k], "steps", ["step", "loss"])
-                    identical &= bool(np.array_equal(a["loss"][:onset + 1], b["loss"][:onset + 1]))
+                    identical &= bool(
+                        np.array_equal(a["loss"][: onset + 1], b["loss"][: onset + 1])
+                    )
                     diffs.append(float(b["loss"][onset:].mean() - a["loss"][onset:].mean()))
                 st = mean_ci(diffs)
-                rows.append(_claim(
-                    2, f"{variant} from step {onset} slows learning from the onset on", exp,
-                    "mean training loss from the onset to the end, CGD minus SGD", st,
-                    identical and st.low > 0,
-                    f"identical to SGD up to the onset; loss difference above 0 for {BOUND}",
-                    f"identical before the onset: {identical}",
-                ))
+                rows.append(
+                    _claim(
+                        2,
+                        f"{variant} from step {onset} slows learning from the onset on",
+                        exp,
+                        "mean training loss from the onset to the end, CGD minus SGD",
+                        st,
+                        identical and st.low > 0,
+                        f"identical to SGD up to the onset; loss difference above 0 for {BOUND}",
+                        f"identical before the onset: {identical}",
+                    )
+                )
     if not rows:
-        rows.append(Claim(2, "later pruning onsets slow learning from the onset on", "-",
-                          "loss after the onset, CGD minus SGD"))
+        rows.append(
+            Claim(
+                2,
+                "later pruning onsets slow learning from the onset on",
+                "-",
+                "loss after the onset, CGD minus SGD",
+            )
+        )
     return rows
 
 
@@ -248,28 +284,47 @@ def claim_spectrum(res: Results, groups) -> list[Claim]:
             pos_trend.append(float(s["n_positive"][-k:].mean() - s["n_positive"][:k].mean()))
             overlap.append(float((s["grad_frac_positive"] - s["grad_frac_negative"]).mean()))
         st = mean_ci(chaotic)
-        rows.append(_claim(
-            3, "the number of positive-chaotic eigenvalues (λ > 2/η) is ≈ 0 through training",
-            exp, "positive-chaotic eigenvalues per step (mean)", st,
-            st.high < CHAOTIC_PER_STEP, f"below {CHAOTIC_PER_STEP} per step for {BOUND}",
-        ))
+        rows.append(
+            _claim(
+                3,
+                "the number of positive-chaotic eigenvalues (λ > 2/η) is ≈ 0 through training",
+                exp,
+                "positive-chaotic eigenvalues per step (mean)",
+                st,
+                st.high < CHAOTIC_PER_STEP,
+                f"below {CHAOTIC_PER_STEP} per step for {BOUND}",
+            )
+        )
         neg, pos = mean_ci(neg_trend), mean_ci(pos_trend)
-        rows.append(_claim(
-            3, "the number of negative eigenvalues falls and of positive ones rises over training",
-            exp, "negative eigenvalues, last tenth of steps minus first tenth", neg,
-            neg.high < 0 and pos.low > 0,
-            f"negative change below 0 and positive change above 0, for {BOUND}",
-            f"positive eigenvalues, last minus first tenth: {_fmt_stat(pos)}",
-        ))
+        rows.append(
+            _claim(
+                3,
+                "the number of negative eigenvalues falls and of positive ones rises over training",
+                exp,
+                "negative eigenvalues, last tenth of steps minus first tenth",
+                neg,
+                neg.high < 0 and pos.low > 0,
+                f"negative change below 0 and positive change above 0, for {BOUND}",
+                f"positive eigenvalues, last minus first tenth: {_fmt_stat(pos)}",
+            )
+        )
         st = mean_ci(overlap)
-        rows.append(_claim(
-            4, "the gradient overlaps more with the positive than with the negative eigenspace",
-            exp, "mean over steps of (‖P₊g‖² − ‖P₋g‖²)/‖g‖²", st, st.low > 0,
-            f"above 0 for {BOUND}",
-        ))
+        rows.append(
+            _claim(
+                4,
+                "the gradient overlaps more with the positive than with the negative eigenspace",
+                exp,
+                "mean over steps of (‖P₊g‖² − ‖P₋g‖²)/‖g‖²",
+                st,
+                st.low > 0,
+                f"above 0 for {BOUND}",
+            )
+        )
     if not rows:
-        for c, text in ((3, "positive-chaotic eigenvalues ≈ 0; negative fall, positive rise"),
-                        (4, "the gradient overlaps more with the positive eigenspace")):
+        for c, text in (
+            (3, "positive-chaotic eigenvalues ≈ 0; negative fall, positive rise"),
+            (4, "the gradient overlaps more with the positive eigenspace"),
+        ):
             rows.append(Claim(c, text, "-", "SGD runs with the Hessian spectrum"))
     return rows
 
@@ -287,16 +342,28 @@ def claim_exponents(res: Results, lyapunov: dict[str, list[str]]) -> list[Claim]
             end.append(float(e["lambda_1"].iloc[-1]))
             above.append(bool((e["lambda_1"] > 0).all()))
         ok = all(above) and all(b < a for a, b in zip(start, end))
-        rows.append(_claim(
-            5, "finite-time Lyapunov exponents start > 0 and approach 0 without going below it",
-            exp, "λ1 at the last readout (per step)", mean_ci(end), ok,
-            "λ1 > 0 at every readout, and λ1 at the last readout below λ1 at the first",
-            f"λ1 at the first readout: {', '.join(f'{v:.3g}' for v in start)}; "
-            f"above 0 throughout: {above}",
-        ))
+        rows.append(
+            _claim(
+                5,
+                "finite-time Lyapunov exponents start > 0 and approach 0 without going below it",
+                exp,
+                "λ1 at the last readout (per step)",
+                mean_ci(end),
+                ok,
+                "λ1 > 0 at every readout, and λ1 at the last readout below λ1 at the first",
+                f"λ1 at the first readout: {', '.join(f'{v:.3g}' for v in start)}; "
+                f"above 0 throughout: {above}",
+            )
+        )
     if not rows:
-        rows.append(Claim(5, "finite-time exponents start > 0 and approach 0 from above", "-",
-                          "λ1 over training"))
+        rows.append(
+            Claim(
+                5,
+                "finite-time exponents start > 0 and approach 0 from above",
+                "-",
+                "λ1 over training",
+            )
+        )
     return rows
 
 
@@ -309,7 +376,9 @@ def _converged_step(res: Results, run: str) -> int:
 def claim_divergence(res: Results, references: dict[str, str], eps: float) -> list[Claim]:
     rows = []
     for ref, label in references.items():
-        dist = res.table("ensembles", ref, "distances", ["dtype", "strategy", "eps", "step", "distance"])
+        dist = res.table(
+            "ensembles", ref, "distances", ["dtype", "strategy", "eps", "step", "distance"]
+        )
         fits = res.table("fits", ref, "fits")
         dtype = res.settings(ref)["dtype"]
         if dtype not in set(dist["dtype"]):
@@ -324,28 +393,43 @@ def claim_divergence(res: Results, references: dict[str, str], eps: float) -> li
             growing.append(bool(curve["distance"].iloc[-1] > at_conv))
         r2 = float(f["r2"].median())
         ok = sum(growing) >= DIVERGING_DIRECTIONS and r2 >= R2_FIT
-        rows.append(Claim(
-            6, "perturbed models keep diverging after training accuracy converges; "
-            "√(αt² + βt + ε²) fits the distances", label,
-            f"median R² of the fits (ε = {eps:g}, {dtype})", r2, math.nan, math.nan, 1,
-            SUPPORTED if ok else NOT_SUPPORTED,
-            f"distance grows after convergence for >= {DIVERGING_DIRECTIONS} of 5 directions, "
-            f"median R² >= {R2_FIT}",
-            f"converged at step {t_conv}; still diverging for {sum(growing)} of {len(growing)} "
-            f"directions; R² per direction: "
-            + ", ".join(f"{s} {v:.3f}" for s, v in zip(f["strategy"], f["r2"])),
-        ))
+        rows.append(
+            Claim(
+                6,
+                "perturbed models keep diverging after training accuracy converges; "
+                "√(αt² + βt + ε²) fits the distances",
+                label,
+                f"median R² of the fits (ε = {eps:g}, {dtype})",
+                r2,
+                math.nan,
+                math.nan,
+                1,
+                SUPPORTED if ok else NOT_SUPPORTED,
+                f"distance grows after convergence for >= {DIVERGING_DIRECTIONS} of 5 directions, "
+                f"median R² >= {R2_FIT}",
+                f"converged at step {t_conv}; still diverging for {sum(growing)} of {len(growing)} "
+                f"directions; R² per direction: "
+                + ", ".join(f"{s} {v:.3f}" for s, v in zip(f["strategy"], f["r2"])),
+            )
+        )
         lower = float(f["lower_bound_holds"].min())
         upper = float(f["upper_bound_holds"].min())
-        rows.append(Claim(
-            7, f"the Lyapunov bounds hold for ε = {eps:g}", label,
-            "fraction of readout steps where both bounds hold (worst direction)",
-            min(lower, upper), math.nan, math.nan, 1,
-            SUPPORTED if lower == 1.0 and upper == 1.0 else NOT_SUPPORTED,
-            "both bounds hold at every exact readout step for every direction",
-            f"lower bound holds {lower:.0%}, upper {upper:.0%} (worst direction; "
-            f"{int(f['bound_steps'].min())} readout steps)",
-        ))
+        rows.append(
+            Claim(
+                7,
+                f"the Lyapunov bounds hold for ε = {eps:g}",
+                label,
+                "fraction of readout steps where both bounds hold (worst direction)",
+                min(lower, upper),
+                math.nan,
+                math.nan,
+                1,
+                SUPPORTED if lower == 1.0 and upper == 1.0 else NOT_SUPPORTED,
+                "both bounds hold at every exact readout step for every direction",
+                f"lower bound holds {lower:.0%}, upper {upper:.0%} (worst direction; "
+                f"{int(f['bound_steps'].min())} readout steps)",
+            )
+        )
     if not rows:
         rows.append(Claim(6, "perturbed models keep diverging; the fit holds", "-", "distances"))
         rows.append(Claim(7, "the Lyapunov bounds hold", "-", "distances against the bounds"))
@@ -398,7 +482,9 @@ def markdown(df: pd.DataFrame, context: str = "") -> str:
     ]
     for r in df.itertuples():
         ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if np.isfinite(r.ci_low) else ""
-        verdict = {SUPPORTED: "**supported**", NOT_SUPPORTED: "**not supported**"}.get(r.verdict, r.verdict)
+        verdict = {SUPPORTED: "**supported**", NOT_SUPPORTED: "**not supported**"}.get(
+            r.verdict, r.verdict
+        )
         lines.append(
             f"| {r.claim} | {r.statement} | {r.experiment} | {r.quantity} | {_fmt(r.value)} | "
             f"{ci} | {r.n or ''} | {verdict} |"
@@ -406,8 +492,11 @@ def markdown(df: pd.DataFrame, context: str = "") -> str:
     text = "\n".join(lines) + "\n"
     if context:
         text = context + "\n\n" + text
-    details = [f"- claim {r.claim}, {r.experiment}: {r.criterion}" + (f"; {r.detail}" if r.detail else "")
-               for r in df.itertuples() if r.verdict != NOT_RUN]
+    details = [
+        f"- claim {r.claim}, {r.experiment}: {r.criterion}" + (f"; {r.detail}" if r.detail else "")
+        for r in df.itertuples()
+        if r.verdict != NOT_RUN
+    ]
     return text + "\nCriteria and details:\n\n" + "\n".join(details) + "\n"
 
 

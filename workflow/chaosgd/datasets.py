@@ -82,9 +82,7 @@ SPECS: dict[str, DatasetSpec] = {
             FileSpec(split, fname, md5, False)
             for split, (_, fname, md5) in torchvision.datasets.USPS.split_list.items()
         ),
-        mirrors=(
-            torchvision.datasets.USPS.split_list["train"][0].rsplit("/", 1)[0] + "/",
-        ),
+        mirrors=(torchvision.datasets.USPS.split_list["train"][0].rsplit("/", 1)[0] + "/",),
         native_size=16,
     ),
 }

@@ -51,7 +51,9 @@ class Run:
         s = self.settings
         return (s["variant"], s["onset"], s["momentum"])
 
-    def table(self, name: str, columns: list[str] | None = None, stage: str = "train") -> pd.DataFrame:
+    def table(
+        self, name: str, columns: list[str] | None = None, stage: str = "train"
+    ) -> pd.DataFrame:
         return read_parquet(self.results / stage / self.run_id / f"{name}.parquet", columns=columns)
 
 
@@ -81,7 +83,9 @@ def conditions(runs: list[Run]) -> dict[tuple, list[Run]]:
 def title(runs: list[Run], name: str) -> str:
     s = runs[0].settings
     arch = (
-        f"MLP-{s['activation']} (h={s['hidden']})" if s["model"] == "mlp" else f"CNN-{s['activation']}"
+        f"MLP-{s['activation']} (h={s['hidden']})"
+        if s["model"] == "mlp"
+        else f"CNN-{s['activation']}"
     )
     seeds = sorted({r.settings["seed"] for r in runs})
     return f"{name}: {DATASET_TITLES.get(s['dataset'], s['dataset'])}, {arch}, lr {s['lr']:g}, batch {s['batch_size']}, {len(seeds)} seed(s)"
@@ -110,7 +114,7 @@ def _draw(ax, groups, table, x, y, window, onsets, show_momentum, linestyle=None
     for (variant, onset, momentum), members in sorted(groups.items(), key=_draw_order):
         frames = [m.table(table, [x, y]) for m in members]
         xs, mean, std = _seed_stats(frames, x, y, window)
-        xs, mean, *rest = plotting.thin(xs, mean, *( [std] if std is not None else []))
+        xs, mean, *rest = plotting.thin(xs, mean, *([std] if std is not None else []))
         colour = plotting.variant_colour(variant, onset, onsets)
         name = plotting.variant_label(variant, onset, momentum, show_momentum) if label else None
         style = linestyle or plotting.variant_linestyle(variant)
@@ -129,7 +133,10 @@ def plot_curves(runs: list[Run], name: str, outputs: list[str], window: int = 50
     fig, (ax_acc, ax_loss) = plotting.figure(2)
     _draw(ax_acc, groups, "steps", "step", "acc", window, onsets, show_m)
     _draw(ax_loss, groups, "steps", "step", "loss", window, onsets, show_m, label=False)
-    for ax, ylabel, tag in ((ax_acc, "training accuracy (batch)", "(a)"), (ax_loss, "training loss (batch)", "(b)")):
+    for ax, ylabel, tag in (
+        (ax_acc, "training accuracy (batch)", "(a)"),
+        (ax_loss, "training loss (batch)", "(b)"),
+    ):
         _onset_lines(ax, onsets)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
@@ -163,7 +170,9 @@ def plot_validation(runs: list[Run], name: str, outputs: list[str]) -> None:
     ax_acc.set_title("(a) validation (solid), full training set (dashed)", loc="left")
     ax_loss.set_title("(b)", loc="left")
     ax_loss.set_yscale("log")
-    fig.suptitle(title(runs, name) + "\nper epoch; mean ± std over seeds", x=0.01, ha="left", fontsize=8)
+    fig.suptitle(
+        title(runs, name) + "\nper epoch; mean ± std over seeds", x=0.01, ha="left", fontsize=8
+    )
     plotting.legend_below(fig, len(groups))
     plotting.save(fig, outputs)
 
@@ -218,17 +227,27 @@ def plot_exponents(runs: list[Run], name: str, outputs: list[str]) -> None:
         exact = run.table("exponents", stage="lyapunov")
         label = _run_label(run, runs)
         for col, marker in (("lambda_1", "o"), ("lambda_N", "s")):
-            ax_ext.plot(exact["step"], exact[col], marker=marker, ms=3, color=colour,
-                        label=f"{label}: {'λ1' if col == 'lambda_1' else 'λN'}")
+            ax_ext.plot(
+                exact["step"],
+                exact[col],
+                marker=marker,
+                ms=3,
+                color=colour,
+                label=f"{label}: {'λ1' if col == 'lambda_1' else 'λN'}",
+            )
         qcols = sorted((c for c in exact.columns if c.startswith("q")), key=lambda c: float(c[1:]))
         if qcols:
             lo, hi = qcols[0], qcols[-1]
-            ax_q.fill_between(exact["step"], exact[lo], exact[hi], color=colour, alpha=0.2, linewidth=0)
+            ax_q.fill_between(
+                exact["step"], exact[lo], exact[hi], color=colour, alpha=0.2, linewidth=0
+            )
             mid = min(qcols, key=lambda c: abs(float(c[1:]) - 0.5))
             ax_q.plot(exact["step"], exact[mid], color=colour, marker="o", ms=3)
             ax_q.set_title(f"(b) median, {lo[1:]}–{hi[1:]} quantiles", loc="left")
         ax_n.plot(exact["step"], exact["n_positive"], color=colour, marker="o", ms=3)
-        ax_n.plot(exact["step"], exact["n_negative"], color=colour, marker="s", ms=3, linestyle="--")
+        ax_n.plot(
+            exact["step"], exact["n_negative"], color=colour, marker="s", ms=3, linestyle="--"
+        )
     for ax in (ax_ext, ax_q):
         ax.axhline(0, color="#888888", linewidth=0.6)
         ax.set_ylabel("exponent (per step)")
@@ -252,10 +271,27 @@ def plot_subspaces(runs: list[Run], name: str, outputs: list[str]) -> None:
     for run, colour in zip(runs, plt_colours(len(runs))):
         df = run.table("subspaces", stage="lyapunov")
         label = _run_label(run, runs)
-        ax_sim.plot(df["step"], df["similarity_chaotic"], color=colour, marker="o", ms=3, label=f"{label}: chaotic")
-        ax_sim.plot(df["step"], df["similarity_nonchaotic"], color=colour, marker="s", ms=3, linestyle="--", label=f"{label}: non-chaotic")
+        ax_sim.plot(
+            df["step"],
+            df["similarity_chaotic"],
+            color=colour,
+            marker="o",
+            ms=3,
+            label=f"{label}: chaotic",
+        )
+        ax_sim.plot(
+            df["step"],
+            df["similarity_nonchaotic"],
+            color=colour,
+            marker="s",
+            ms=3,
+            linestyle="--",
+            label=f"{label}: non-chaotic",
+        )
         ax_dim.plot(df["step"], df["dim_chaotic"], color=colour, marker="o", ms=3)
-        ax_dim.plot(df["step"], df["dim_nonchaotic"], color=colour, marker="s", ms=3, linestyle="--")
+        ax_dim.plot(
+            df["step"], df["dim_nonchaotic"], color=colour, marker="s", ms=3, linestyle="--"
+        )
     ax_sim.set_ylim(-0.02, 1.02)
     ax_sim.set_ylabel("similarity to the previous readout\n‖V_prevᵀ V‖²_F / min(dim)")
     ax_sim.set_title("(a) chaotic (solid), non-chaotic (dashed) subspace", loc="left")
@@ -263,7 +299,12 @@ def plot_subspaces(runs: list[Run], name: str, outputs: list[str]) -> None:
     ax_dim.set_title("(b)", loc="left")
     for ax in (ax_sim, ax_dim):
         ax.set_xlabel("step")
-    fig.suptitle(title(runs, name) + "\nstability of the Lyapunov subspaces between readouts", x=0.01, ha="left", fontsize=8)
+    fig.suptitle(
+        title(runs, name) + "\nstability of the Lyapunov subspaces between readouts",
+        x=0.01,
+        ha="left",
+        fontsize=8,
+    )
     plotting.legend_below(fig, 2 * len(runs))
     plotting.save(fig, outputs)
 
@@ -307,7 +348,9 @@ def plot_divergence(runs: list[Run], name: str, outputs: list[str], eps: float) 
     fig.suptitle(
         f"{name}: divergence of models perturbed at initialization by ε = {eps:g} along "
         "Lyapunov directions\n" + title(runs[:1], runs[0].run_id).split(": ", 1)[1],
-        x=0.01, ha="left", fontsize=8,
+        x=0.01,
+        ha="left",
+        fontsize=8,
     )
     plotting.legend_below(fig, 5)
     plotting.save(fig, outputs)
@@ -323,16 +366,27 @@ def plot_fit(runs: list[Run], name: str, outputs: list[str], eps: float) -> None
     for strategy in _strategies(df):
         label, colour = plotting.STRATEGY_STYLE[strategy]
         c = _curve(df, strategy, eps, dtype)
-        f = fits[(fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)].iloc[0]
+        f = fits[
+            (fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)
+        ].iloc[0]
         t = c["step"].to_numpy(dtype=float)
         model = np.sqrt(f["alpha"] * t**2 + f["beta"] * t + eps**2)
         ax_fit.plot(t, c["distance"], color=colour, label=f"{label}; fit R² = {f['r2']:.3f}")
         ax_fit.plot(t, model, color="#d7301f", linestyle="--", linewidth=0.8)
         ax_b.plot(t, c["distance"], color=colour)
     b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)].drop_duplicates("step")
-    ax_b.plot(b["step"], b["upper"], color=plotting.BOUND_COLOUR, marker="^", ms=3, label="bounds e^{λ1 t}ε, e^{λN t}ε")
+    ax_b.plot(
+        b["step"],
+        b["upper"],
+        color=plotting.BOUND_COLOUR,
+        marker="^",
+        ms=3,
+        label="bounds e^{λ1 t}ε, e^{λN t}ε",
+    )
     ax_b.plot(b["step"], b["lower"], color=plotting.BOUND_COLOUR, marker="v", ms=3)
-    ax_b.fill_between(b["step"], b["lower"], b["upper"], color=plotting.BOUND_COLOUR, alpha=0.1, linewidth=0)
+    ax_b.fill_between(
+        b["step"], b["lower"], b["upper"], color=plotting.BOUND_COLOUR, alpha=0.1, linewidth=0
+    )
     ax_b.set_yscale("log")
     # the lower bound goes to 0 (e^{λN t} with λN < 0): show it only down to well below the data
     data_min = df[(df["eps"] == eps) & (df["dtype"] == dtype)]["distance"].min()
@@ -360,7 +414,12 @@ def plot_sweep(runs: list[Run], name: str, outputs: list[str]) -> None:
     for tag, (ax, strategy) in zip("abcdef", zip(axes, strategies)):
         for eps, colour in colours.items():
             c = _curve(df, strategy, eps, dtype)
-            ax.plot(c["step"], c["distance"], color=colour, label=f"ε = {eps:g}" if ax is axes[0] else None)
+            ax.plot(
+                c["step"],
+                c["distance"],
+                color=colour,
+                label=f"ε = {eps:g}" if ax is axes[0] else None,
+            )
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("distance")
@@ -400,16 +459,25 @@ def plot_precision(runs: list[Run], name: str, outputs: list[str]) -> None:
             for i, dtype in enumerate(dtypes):
                 c = _curve(df, strategy, eps, dtype)
                 label = f"ε = {eps:g}, {dtype}" if ax is axes[0] else None
-                style = dict(linewidth=2.2, alpha=0.45) if i == 0 else dict(linewidth=0.9, linestyle="--")
+                style = (
+                    dict(linewidth=2.2, alpha=0.45)
+                    if i == 0
+                    else dict(linewidth=0.9, linestyle="--")
+                )
                 ax.plot(c["step"], c["distance"] / eps, color=colour, label=label, **style)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("d(t) / ε")
         ax.set_title(f"({tag}) {plotting.STRATEGY_STYLE[strategy][0]}", loc="left")
     fig.suptitle(
-        title(runs, name) + "\nsmall perturbations: " + " (wide) vs ".join(dtypes)
-        + (" (dashed)" if len(dtypes) > 1 else "") + ", each against its own reference",
-        x=0.01, ha="left", fontsize=8,
+        title(runs, name)
+        + "\nsmall perturbations: "
+        + " (wide) vs ".join(dtypes)
+        + (" (dashed)" if len(dtypes) > 1 else "")
+        + ", each against its own reference",
+        x=0.01,
+        ha="left",
+        fontsize=8,
     )
     plotting.legend_below(fig, len(colours) * len(dtypes))
     plotting.save(fig, outputs)
@@ -419,17 +487,45 @@ def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> N
     run = runs[0]
     bounds = run.table("bounds", stage="fits")
     fits = run.table("fits", stage="fits")
-    dtype = run.settings["dtype"] if run.settings["dtype"] in set(bounds["dtype"]) else bounds["dtype"].iloc[0]
+    dtype = (
+        run.settings["dtype"]
+        if run.settings["dtype"] in set(bounds["dtype"])
+        else bounds["dtype"].iloc[0]
+    )
     b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)]
     strategies = [s for s in plotting.STRATEGY_STYLE if s in set(b["strategy"])]
     fig, axes = plotting.figure(len(strategies), height=2.2, rows=2)
     for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
         label, colour = plotting.STRATEGY_STYLE[strategy]
         c = b[b["strategy"] == strategy].sort_values("step")
-        f = fits[(fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)].iloc[0]
-        ax.plot(c["step"], c["distance"], color=colour, marker="o", ms=3, label="distance" if ax is axes[0] else None)
-        ax.plot(c["step"], c["upper"], color=plotting.BOUND_COLOUR, marker="^", ms=3, label="e^{λ1(t) t} ε" if ax is axes[0] else None)
-        ax.plot(c["step"], c["lower"], color=plotting.BOUND_COLOUR, marker="v", ms=3, linestyle="--", label="e^{λN(t) t} ε" if ax is axes[0] else None)
+        f = fits[
+            (fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)
+        ].iloc[0]
+        ax.plot(
+            c["step"],
+            c["distance"],
+            color=colour,
+            marker="o",
+            ms=3,
+            label="distance" if ax is axes[0] else None,
+        )
+        ax.plot(
+            c["step"],
+            c["upper"],
+            color=plotting.BOUND_COLOUR,
+            marker="^",
+            ms=3,
+            label="e^{λ1(t) t} ε" if ax is axes[0] else None,
+        )
+        ax.plot(
+            c["step"],
+            c["lower"],
+            color=plotting.BOUND_COLOUR,
+            marker="v",
+            ms=3,
+            linestyle="--",
+            label="e^{λN(t) t} ε" if ax is axes[0] else None,
+        )
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("distance")
@@ -437,7 +533,12 @@ def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> N
             f"({tag}) {label}\nlower holds {f['lower_bound_holds']:.0%}, upper {f['upper_bound_holds']:.0%}",
             loc="left",
         )
-    fig.suptitle(title(runs, name) + f"\nLyapunov bounds at the readout steps, ε = {eps:g}, {dtype}", x=0.01, ha="left", fontsize=8)
+    fig.suptitle(
+        title(runs, name) + f"\nLyapunov bounds at the readout steps, ε = {eps:g}, {dtype}",
+        x=0.01,
+        ha="left",
+        fontsize=8,
+    )
     plotting.legend_below(fig, 3)
     plotting.save(fig, outputs)
 

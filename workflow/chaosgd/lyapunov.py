@@ -136,8 +136,13 @@ class TangentHook:
         seconds = time.perf_counter() - t0
         self.seconds["readout"] += seconds
         self.rows.append(
-            {"step": t, "method": out.method, **summary(out.exponents, t, self.neutral_tol, self.quantiles),
-             "log_range": out.log_range, "seconds": seconds}
+            {
+                "step": t,
+                "method": out.method,
+                **summary(out.exponents, t, self.neutral_tol, self.quantiles),
+                "log_range": out.log_range,
+                "seconds": seconds,
+            }
         )
         print(
             f"step {t}: exact readout ({out.method}) in {seconds:.1f} s: "
@@ -172,8 +177,14 @@ class TangentHook:
         exps = pd.DataFrame(self.rows)
         subs = pd.DataFrame(
             self.subspace_rows,
-            columns=["step", "previous_step", "dim_chaotic", "similarity_chaotic",
-                     "dim_nonchaotic", "similarity_nonchaotic"],
+            columns=[
+                "step",
+                "previous_step",
+                "dim_chaotic",
+                "similarity_chaotic",
+                "dim_nonchaotic",
+                "similarity_nonchaotic",
+            ],
         )
         for df in (exps, subs):
             for col in df.columns:

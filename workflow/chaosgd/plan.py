@@ -43,8 +43,10 @@ OVERRIDES = ("lr", "batch_size", "epochs", "train_size", "dtype", "spectrum")
 
 def run_id(exp: dict, variant: str, onset: int, momentum: float, seed: int) -> str:
     """Readable run name, e.g. ``usps_mlp-relu20_cgd-chaotic_on2000_m0_s1``."""
-    arch = f"mlp-{exp['activation']}{exp['hidden']}" if exp["model"] == "mlp" else (
-        f"cnn-{exp['activation']}"
+    arch = (
+        f"mlp-{exp['activation']}{exp['hidden']}"
+        if exp["model"] == "mlp"
+        else (f"cnn-{exp['activation']}")
     )
     parts = [exp["dataset"], arch, variant]
     if onset:
@@ -159,8 +161,7 @@ def lyapunov_runs(
                     chosen.append(m.run_id)
     every = {r for chosen in selected.values() for r in chosen}
     forced = {
-        rid: dataclasses.replace(s, spectrum=True) if rid in every else s
-        for rid, s in runs.items()
+        rid: dataclasses.replace(s, spectrum=True) if rid in every else s for rid, s in runs.items()
     }
     return forced, selected
 
@@ -370,7 +371,12 @@ def figures(
         exps = ", ".join(sorted({references[r] for r in refs}))
         out.append(_figure("fig3a", "divergence", exps, refs, runs, eps, note))
         for ref, label in references.items():
-            for prefix, kind in (("fig3b", "fit"), ("figC3", "sweep"), ("figC4", "precision"), ("figC5", "bounds")):
+            for prefix, kind in (
+                ("fig3b", "fit"),
+                ("figC3", "sweep"),
+                ("figC4", "precision"),
+                ("figC5", "bounds"),
+            ):
                 opts = eps if kind in ("fit", "bounds") else ()
                 out.append(_figure(f"{prefix}_{label}", kind, label, [ref], runs, opts, note))
     by_name: dict[str, Figure] = {}
@@ -443,7 +449,11 @@ def claims_inputs(
     runs: dict[str, RunSettings], lyapunov: dict[str, list[str]], references: dict[str, str]
 ) -> list[str]:
     """The result files the claims read."""
-    files = [f"results/train/{r}/{f}" for r in runs for f in ("run.json", "steps.parquet", "epochs.parquet")]
+    files = [
+        f"results/train/{r}/{f}"
+        for r in runs
+        for f in ("run.json", "steps.parquet", "epochs.parquet")
+    ]
     files += [f"results/lyapunov/{r}/exponents.parquet" for rs in lyapunov.values() for r in rs]
     for r in references:
         files += [f"results/ensembles/{r}/distances.parquet", f"results/fits/{r}/fits.parquet"]

@@ -100,7 +100,9 @@ def variant_colour(variant: str, onset: int, onsets: list[int]) -> str:
         )
     positive = sorted(o for o in onsets if o)
     if onset and len(positive) > 1:
-        return matplotlib.colors.to_hex(_mix(base, "#ffffff", 0.55 * positive.index(onset) / (len(positive) - 1)))
+        return matplotlib.colors.to_hex(
+            _mix(base, "#ffffff", 0.55 * positive.index(onset) / (len(positive) - 1))
+        )
     return base
 
 

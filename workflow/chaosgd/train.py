@@ -195,7 +195,9 @@ class Trainer:
         n = len(self.data.train_y)
         self.steps_per_epoch = math.ceil(n / settings.batch_size)
         self.total_steps = self.steps_per_epoch * settings.epochs
-        self.eval_points = _eval_steps(self.steps_per_epoch, settings.epochs, settings.evals_per_epoch)
+        self.eval_points = _eval_steps(
+            self.steps_per_epoch, settings.epochs, settings.evals_per_epoch
+        )
         self.step = 0
         self.rows: dict[str, list] = {}
         self.evals: dict[str, list] = {}
@@ -415,7 +417,11 @@ def environment(device: torch.device) -> dict:
         "matplotlib": matplotlib.__version__,
         "snakemake": snakemake.__version__,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
         "host": socket.gethostname(),
         "threads": torch.get_num_threads(),
     }
@@ -467,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         settings = RunSettings.from_namespace(args)
-        trainer = Trainer(settings, args.data, checkpoint=args.checkpoint, progress=not args.no_progress)
+        trainer = Trainer(
+            settings, args.data, checkpoint=args.checkpoint, progress=not args.no_progress
+        )
         result = trainer.run()
     except (TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
