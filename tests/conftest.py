@@ -126,3 +126,15 @@ def job_counts(output: str) -> dict[str, int]:
                 counts[parts[0]] = int(parts[1])
             break
     return counts
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module single-threaded: on a shared 2-core machine the many small two-thread
+    LAPACK calls (QR, eigh) of the curvature tests are much slower under contention."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,14 +12,7 @@ from chaosgd.curvature import hessian_eigenpairs
 LR = 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run single-threaded: on a shared 2-core machine, OpenMP's spin-waiting makes the many
-    small two-thread LAPACK calls here (QR, eigh) up to ~10× slower under contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n, seed):

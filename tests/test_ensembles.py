@@ -15,44 +15,26 @@ from chaosgd import fits, train
 from chaosgd.io import save_tensors
 from chaosgd.models import assign_flat_params, build_model, flat_params
 from chaosgd.settings import RunSettings
+from test_train import BASE as TRAIN_BASE
 
 F64 = torch.float64
 
-BASE = dict(
-    run_id="ref",
-    dataset="fmnist",
-    model="mlp",
-    activation="relu",
-    hidden=20,
-    variant="sgd",
-    onset=0,
-    momentum=0.9,
-    seed=3,
-    lr=0.01,
-    batch_size=8,
-    epochs=2,
-    dtype="float32",
-    train_size=100,  # 13 steps per epoch, the last batch of 4
-    test_size=64,
-    subset_seed=0,
-    evals_per_epoch=1,
-    spectrum=False,
-    curvature="auto",
-    noise_scale=0.0,
-    checkpoint_every=1000,
-    device="cpu",
-)
+# the training tests' small run, as a momentum-SGD reference without the spectrum
+BASE = {
+    **TRAIN_BASE,
+    "run_id": "ref",
+    "momentum": 0.9,
+    "seed": 3,
+    "train_size": 100,  # 13 steps per epoch, the last batch of 4
+    "evals_per_epoch": 1,
+    "spectrum": False,
+    "checkpoint_every": 1000,
+}
 STEPS = 26
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small products gain nothing from a second thread on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def settings(**changes) -> RunSettings:

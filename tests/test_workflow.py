@@ -123,3 +123,28 @@ def test_datasets_args_quote_paths():
     assert "--local-dir '/data/my files'" in args and "--no-download" in args
     with pytest.raises(ValueError, match="'usps' is not configured"):
         plan.datasets_args(cfg, "usps")
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "datasets",
+        "train",
+        "lyapunov",
+        "ensembles",
+        "fits",
+        "figures",
+        "report",
+        "claims",
+        "archive",
+        "bench",
+    ],
+)
+def test_every_module_explains_itself(stage, capsys):
+    import importlib
+
+    module = importlib.import_module(f"chaosgd.{stage}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    assert f"python -m chaosgd.{stage}" in capsys.readouterr().out

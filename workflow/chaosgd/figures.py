@@ -319,8 +319,9 @@ def _main_dtype(run: Run, distances: pd.DataFrame) -> str:
 
 
 def _curve(df: pd.DataFrame, strategy: str, eps: float, dtype: str) -> pd.DataFrame:
+    """The rows of one (strategy, ε, dtype): a distance curve, or a fit's single row."""
     sel = df[(df["strategy"] == strategy) & (df["eps"] == eps) & (df["dtype"] == dtype)]
-    return sel.sort_values("step")
+    return sel.sort_values("step") if "step" in sel else sel
 
 
 def _strategies(df: pd.DataFrame) -> list[str]:
@@ -366,9 +367,7 @@ def plot_fit(runs: list[Run], name: str, outputs: list[str], eps: float) -> None
     for strategy in _strategies(df):
         label, colour = plotting.STRATEGY_STYLE[strategy]
         c = _curve(df, strategy, eps, dtype)
-        f = fits[
-            (fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)
-        ].iloc[0]
+        f = _curve(fits, strategy, eps, dtype).iloc[0]
         t = c["step"].to_numpy(dtype=float)
         model = np.sqrt(f["alpha"] * t**2 + f["beta"] * t + eps**2)
         ax_fit.plot(t, c["distance"], color=colour, label=f"{label}; fit R² = {f['r2']:.3f}")
@@ -498,34 +497,14 @@ def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> N
     for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
         label, colour = plotting.STRATEGY_STYLE[strategy]
         c = b[b["strategy"] == strategy].sort_values("step")
-        f = fits[
-            (fits["strategy"] == strategy) & (fits["eps"] == eps) & (fits["dtype"] == dtype)
-        ].iloc[0]
-        ax.plot(
-            c["step"],
-            c["distance"],
-            color=colour,
-            marker="o",
-            ms=3,
-            label="distance" if ax is axes[0] else None,
-        )
-        ax.plot(
-            c["step"],
-            c["upper"],
-            color=plotting.BOUND_COLOUR,
-            marker="^",
-            ms=3,
-            label="e^{λ1(t) t} ε" if ax is axes[0] else None,
-        )
-        ax.plot(
-            c["step"],
-            c["lower"],
-            color=plotting.BOUND_COLOUR,
-            marker="v",
-            ms=3,
-            linestyle="--",
-            label="e^{λN(t) t} ε" if ax is axes[0] else None,
-        )
+        f = _curve(fits, strategy, eps, dtype).iloc[0]
+        for col, col_colour, marker, style, name in (
+            ("distance", colour, "o", "-", "distance"),
+            ("upper", plotting.BOUND_COLOUR, "^", "-", "e^{λ1(t) t} ε"),
+            ("lower", plotting.BOUND_COLOUR, "v", "--", "e^{λN(t) t} ε"),
+        ):
+            label = name if ax is axes[0] else None
+            ax.plot(c["step"], c[col], color=col_colour, marker=marker, ms=3, ls=style, label=label)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("distance")
