@@ -44,6 +44,7 @@ EXPECTED_RULES = {
     "fits_divergence",
     "figures_draw",
     "report_runs",
+    "claims_check",
 }
 
 # Overrides for the test cluster, layered over the profile's own
