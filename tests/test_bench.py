@@ -1,4 +1,4 @@
-"""chaosgd.bench tangent: a tiny run of the command; low-rank and dense tangent updates agree."""
+"""chaosgd.bench: tiny runs of the commands; low-rank and dense tangent updates agree."""
 
 import contextlib
 import io
@@ -41,3 +41,26 @@ def test_tangent_agreement(tmp_path):
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert rows[0]["op"] == "step_sgd (low-rank)" and rows[0]["n_params"] == 544
     assert not any(r["op"].startswith("readout") for r in rows)
+
+
+def test_ensembles_rows(tmp_path):
+    threads = torch.get_num_threads()
+    buf = io.StringIO()
+    argv = ["ensembles", "--hidden", "3", "--steps", "20", "--eps-counts", "1", "2"]
+    argv += ["--dtype", "float64", "--repeats", "1", "--threads", "1"]
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = bench.main(argv + ["--json", str(tmp_path / "rows.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [(r["what"], r["members"]) for r in rows] == [
+        ("one model", 1),
+        ("ensemble (mlp)", 6),
+        ("ensemble (mlp)", 11),
+    ]
+    assert rows[0]["n_params"] == 256 * 3 + 3 + 3 * 10 + 10
+    assert all(r["median_s"] > 0 for r in rows)
+    assert rows[2]["ratio"] == rows[2]["median_s"] / rows[0]["median_s"]
+    assert "ensemble (mlp)" in buf.getvalue()

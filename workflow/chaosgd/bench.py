@@ -15,6 +15,13 @@ training does). Also one re-orthonormalization (QR + fold, amortized over ``--re
 steps) and, unless ``--no-readout``, the exact Jacobi-SVD readout. It checks that Y agrees (low-rank ``matrix()`` vs
 the dense product) and, with the readout, that ln σ(Y) agrees with a dense SVD of the dense
 product.
+
+``ensembles``: one MLP trained alone the ordinary way (``nn.Module`` + ``torch.optim.SGD``,
+:func:`chaosgd.ensembles.time_single_model`) against the lockstep ensemble of the ensembles stage
+(:func:`chaosgd.ensembles.run_ensemble`: 1 + 5·k members for k values of ε, distances recorded
+every ``--record-every`` steps) on the same synthetic batches, the two timed alternately
+``--repeats`` times; it prints the median seconds per step and their ratio. (That the ensemble
+equals sequential training to rounding is a test, not a benchmark: ``tests/test_ensembles.py``.)
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ import time
 
 import torch
 
+from . import ensembles, train
 from .cgd import PRUNE_SETS, project_gradient
 from .curvature import hessian_eigenpairs
 from .models import build_model, flat_params, make_loss_fn
+from .settings import RunSettings
 from .tangent import TangentMap
 
-__all__ = ["main", "bench_curvature", "bench_tangent"]
+__all__ = ["main", "bench_curvature", "bench_tangent", "bench_ensembles"]
 
 # what a TangentMap does when not told otherwise (the pipeline's own default is in the schema)
 DEFAULT_REORTH_EVERY = inspect.signature(TangentMap).parameters["reorth_every"].default
@@ -206,6 +215,81 @@ def bench_curvature(
                 picked="/".join(sorted(auto_methods)),
             )
         )
+    return rows
+
+
+def bench_ensembles(
+    eps_counts=(1, 5, 11),
+    dtypes=("float32", "float64"),
+    steps: int = 912,
+    device: str = "cpu",
+    activation: str = "relu",
+    hidden: int = 20,
+    batch: int = 8,
+    lr: float = 1e-3,
+    record_every: int = 10,
+    repeats: int = 3,
+    seed: int = 0,
+) -> list[dict]:
+    """Run the ensembles benchmark; one row per (dtype, members), the single model first.
+
+    The data are ``steps · batch`` synthetic N(0,1) 16×16 images with random labels, one epoch:
+    the cost depends only on the shapes. The directions are random unit vectors (the stage's come
+    from a Lyapunov spectrum; the cost does not depend on them).
+    """
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(seed + 2)
+    n = steps * batch
+    rows = []
+    for dtype in dtypes:
+        settings = RunSettings(
+            run_id="bench", dataset="synthetic", model="mlp", activation=activation,
+            hidden=hidden, variant="sgd", onset=0, momentum=0.0, seed=seed, lr=lr,
+            batch_size=batch, epochs=1, dtype=dtype, train_size=0, test_size=0, subset_seed=0,
+            evals_per_epoch=1, spectrum=False, curvature="auto", noise_scale=0.0,
+            checkpoint_every=steps, device=device,
+        )  # fmt: skip
+        as_dtype = getattr(torch, dtype)
+        data = train.Data(
+            train_x=torch.randn(n, 1, 16, 16, generator=gen).to(dev, as_dtype),
+            train_y=torch.randint(0, 10, (n,), generator=gen).to(dev),
+            test_x=torch.randn(256, 1, 16, 16, generator=gen).to(dev, as_dtype),
+            test_y=torch.randint(0, 10, (256,), generator=gen).to(dev),
+        )
+        theta0 = flat_params(ensembles._template(settings, "float32", torch.device("cpu")))
+        dirs = {
+            s: torch.nn.functional.normalize(
+                torch.randn(theta0.numel(), generator=gen, dtype=torch.float64), dim=0
+            )
+            for s in ensembles.STRATEGIES
+        }
+        single: list[float] = []
+        ens: dict[int, list[float]] = {k: [] for k in eps_counts}
+        for _ in range(max(1, repeats)):
+            sec, timed = ensembles.time_single_model(settings, data, dtype, dev, steps)
+            single.append(sec)
+            for k in eps_counts:
+                eps = [float(e) for e in torch.logspace(-3, 1, k, dtype=torch.float64)]
+                res = ensembles.run_ensemble(
+                    settings, data, theta0, dirs, eps, dtype, dev, record_every=record_every
+                )
+                ens[k].append(res.info["seconds_per_step"])
+                backend = res.info["backend"]
+        one = statistics.median(single)
+        common = dict(dtype=dtype, device=str(dev), steps=steps, n_params=theta0.numel())
+        rows.append(dict(common, what="one model", members=1, median_s=one, ratio=1.0))
+        for k in eps_counts:
+            med = statistics.median(ens[k])
+            rows.append(
+                dict(
+                    common,
+                    what=f"ensemble ({backend})",
+                    members=1 + len(ensembles.STRATEGIES) * k,
+                    median_s=med,
+                    ratio=med / one,
+                    spread=[min(ens[k]) / one, max(ens[k]) / one],
+                )
+            )
     return rows
 
 
@@ -419,6 +503,20 @@ def _print_table(rows, out=None):
         )
 
 
+def _print_ensembles_table(rows, out=None):
+    out = sys.stdout if out is None else out
+    head = f"{'dtype':<8} {'what':<17} {'members':>7} {'ms/step':>8} {'x one':>6}  (min-max)"
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in rows:
+        spread = "-" if "spread" not in r else "{:.2f}-{:.2f}".format(*r["spread"])
+        print(
+            f"{r['dtype']:<8} {r['what']:<17} {r['members']:>7} {1e3 * r['median_s']:>8.3f} "
+            f"{r['ratio']:>6.2f}  {spread}",
+            file=out,
+        )
+
+
 def _cmd_curvature(args) -> int:
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
     status = _setup(args)
@@ -449,9 +547,7 @@ def _cmd_curvature(args) -> int:
         f"all and top-{args.top_k}; dlam: worst |Δλ|/max|λ| over nonzero eigenvalues"
     )
     _print_table(rows)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    _write_json(args, rows)
     return 0
 
 
@@ -487,10 +583,56 @@ def _cmd_tangent(args) -> int:
         "after the fold (+ reorth); readout: max|ln σ_i − ln σ_i(Y_dense)|"
     )
     _print_tangent_table(rows)
+    _write_json(args, rows)
+    return 0
+
+
+def _cmd_ensembles(args) -> int:
+    status = _setup(args)
+    if status is not None:
+        return status
+    rows = bench_ensembles(
+        eps_counts=args.eps_counts,
+        dtypes=args.dtype,
+        steps=args.steps,
+        device=args.device,
+        activation=args.activation,
+        hidden=args.hidden,
+        batch=args.batch,
+        lr=args.lr,
+        record_every=args.record_every,
+        repeats=args.repeats,
+        seed=args.seed,
+    )
+    print(
+        f"# chaosgd.bench ensembles: device={args.device} threads={torch.get_num_threads()} "
+        f"N={rows[0]['n_params']} (MLP 256→{args.hidden}→10) batch={args.batch} "
+        f"steps={args.steps} record_every={args.record_every} repeats={args.repeats} "
+        f"load1={_load1():.2f}"
+    )
+    print(
+        "# one model: nn.Module + torch.optim.SGD; ensemble: 1 + 5·k members in lockstep, "
+        "distances recorded; x one: median ensemble / median one model (min-max over repeats)"
+    )
+    _print_ensembles_table(rows)
+    _write_json(args, rows)
+    return 0
+
+
+def _common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
+    p.add_argument("--hidden", type=int, default=20, help="MLP hidden width (default 20)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+
+
+def _write_json(args, rows) -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
-    return 0
 
 
 def main(argv=None) -> int:
@@ -502,27 +644,17 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("curvature", help="dense vs low-rank Hessian eigenpairs (MLP, CNN)")
     p.add_argument("--steps", type=int, default=3, help="batches timed per model (default 3)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--arch", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
-    p.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
-    p.add_argument("--hidden", type=int, default=20, help="MLP hidden width (default 20)")
-    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3, help="η for the chaotic prune set")
     p.add_argument("--train-lr", type=float, default=1e-3, help="SGD step between batches")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--lowrank-repeats", type=int, default=3, help="low-rank timings per batch")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    _common_arguments(p)
     p.set_defaults(func=_cmd_curvature)
 
     p = sub.add_parser("tangent", help="low-rank vs dense tangent-map update (MLP)")
     p.add_argument("--steps", type=int, default=5, help="SGD steps / updates timed (default 5)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
-    p.add_argument("--hidden", type=int, default=20, help="MLP hidden width (default 20)")
-    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3, help="η of the SGD steps and tangent map")
     p.add_argument(
         "--reorth-every",
@@ -542,10 +674,26 @@ def main(argv=None) -> int:
         default="auto",
         help="Hessian eigenpair method (default auto, as training)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    _common_arguments(p)
     p.set_defaults(func=_cmd_tangent)
+
+    p = sub.add_parser("ensembles", help="lockstep ensemble vs one model trained alone (MLP)")
+    p.add_argument("--steps", type=int, default=912, help="steps per timing (default 912)")
+    p.add_argument(
+        "--eps-counts",
+        type=int,
+        nargs="+",
+        default=[1, 5, 11],
+        help="numbers of ε values: 1 + 5·k members (default 1 5 11; the paper config has 11)",
+    )
+    p.add_argument(
+        "--dtype", nargs="+", choices=["float32", "float64"], default=["float32", "float64"]
+    )
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--record-every", type=int, default=10, help="as ensembles.record_every")
+    p.add_argument("--repeats", type=int, default=3, help="alternating timings (default 3)")
+    _common_arguments(p)
+    p.set_defaults(func=_cmd_ensembles)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -26,9 +26,10 @@ multi-tensor SGD / momentum update. Two interchangeable backends compute the gra
     :func:`chaosgd.models.build_model` (the CNN too).
 ``mlp``
     the paper's MLP written out as batched matrix products with its backward pass by hand. The
-    first layer of all M members is one GEMM (the batch is shared), so the ensemble costs a
+    first layer of all M members is one GEMM (the batch is shared), and the weight gradients'
+    GEMMs accumulate straight into the weights (or momentum buffers), so the ensemble costs a
     small multiple of one model; ``func``'s per-operator batching overhead would not allow that
-    on a CPU.
+    on a CPU (``python -m chaosgd.bench ensembles`` measures it).
 
 ``auto`` picks ``mlp`` for the MLP and ``func`` otherwise. Both agree with sequential training
 (``torch.optim.SGD`` on an ``nn.Module``) to rounding (tests: ≤ 1e-12 in float64), and the
@@ -210,9 +211,9 @@ class _MLPBackend:
 
     The first layer of all members is one GEMM with the shared batch (W1 stacked to (M·H)×I), in
     both directions; activations are kept members × features × batch for that. The second
-    layer is a batched GEMM; cross-entropy's gradient is (softmax − onehot)/B. W1's gradient,
-    the one large array, goes into a buffer reused every step: a fresh allocation of that size
-    costs page faults on every step.
+    layer is a batched GEMM; cross-entropy's gradient is (softmax − onehot)/B. In training
+    (:meth:`sgd_step`) the weight gradients are accumulated by their GEMMs straight into the
+    weights or momentum buffers; :meth:`loss_grad` returns them, for checks.
     """
 
     name = "mlp"
@@ -225,7 +226,7 @@ class _MLPBackend:
         names = [n for n, _ in model.named_parameters()]
         self.w1, self.b1, self.w2, self.b2 = names
         self.relu = isinstance(model[2], nn.ReLU)
-        self._gw1: Tensor | None = None
+        self._ones: tuple | None = None
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
@@ -249,7 +250,9 @@ class _MLPBackend:
         z2 = torch.baddbmm(p[self.b2].unsqueeze(2), p[self.w2], a1)  # M×C×B
         return a1, z2
 
-    def loss_grad(self, p: dict[str, Tensor], x: Tensor, y: Tensor):
+    def _backward(self, p: dict[str, Tensor], x: Tensor, y: Tensor):
+        """Everything of one step but the two weight gradients, which are outer-product GEMMs
+        the caller accumulates wherever it wants them: (x2, a1, dz1, dz2, loss, correct)."""
         b = x.shape[0]
         x2 = x.reshape(b, -1)
         a1, z2 = self._forward(p, x2)
@@ -264,25 +267,73 @@ class _MLPBackend:
         loss = -lsm.gather(1, target).squeeze(1).mean(1)
         correct = (arg.squeeze(1) == y).sum(1)
         dz2 = lsm.exp_()
-        dz2.scatter_add_(1, target, torch.full((m, 1, b), -1.0, dtype=dz2.dtype, device=dz2.device))
+        dz2.scatter_add_(1, target, self._minus_one(m, b, dz2))
         dz2.div_(b)  # M×C×B
+        dz1 = torch.bmm(p[self.w2].transpose(1, 2), dz2)  # M×H×B
+        if self.relu:
+            # relu'(0) = 0, as autograd's threshold_backward
+            dz1 = torch.ops.aten.threshold_backward(dz1, a1, 0)
+        else:
+            dz1.mul_(a1 * (1 - a1))
+        return x2, a1, dz1, dz2, loss, correct
+
+    def _minus_one(self, m: int, b: int, like: Tensor) -> Tensor:
+        key = (m, b, like.dtype, like.device)
+        if self._ones is None or self._ones[0] != key:
+            self._ones = (key, torch.full((m, 1, b), -1.0, dtype=like.dtype, device=like.device))
+        return self._ones[1]
+
+    def loss_grad(self, p: dict[str, Tensor], x: Tensor, y: Tensor):
+        x2, a1, dz1, dz2, loss, correct = self._backward(p, x, y)
+        m, h, b = dz1.shape
         grads = {
             self.w2: torch.bmm(dz2, a1.transpose(1, 2)),
             self.b2: dz2.sum(2),
+            self.b1: dz1.sum(2),
+            self.w1: torch.mm(dz1.view(m * h, b), x2).view(p[self.w1].shape),
         }
-        dz1 = torch.bmm(p[self.w2].transpose(1, 2), dz2)  # M×H×B
-        if self.relu:
-            dz1.mul_(a1 > 0)  # relu'(0) = 0, as autograd's threshold_backward
-        else:
-            dz1.mul_(a1 * (1 - a1))
-        grads[self.b1] = dz1.sum(2)
-        w1 = p[self.w1]
-        if self._gw1 is None or self._gw1.shape != w1.shape or self._gw1.dtype != w1.dtype:
-            self._gw1 = torch.empty_like(w1)
-        h = w1.shape[1]
-        torch.mm(dz1.view(m * h, b), x2, out=self._gw1.view(m * h, -1))
-        grads[self.w1] = self._gw1
         return grads, loss, correct
+
+    def sgd_step(
+        self,
+        p: dict[str, Tensor],
+        x: Tensor,
+        y: Tensor,
+        lr: float,
+        momentum: float,
+        buffers: dict[str, Tensor] | None,
+    ):
+        """One SGD / momentum update of every member in place: (loss, correct, buffers).
+
+        The weight gradients are never stored: their GEMMs accumulate straight into the
+        weights (plain SGD, ``θ ← θ − η·A·B`` as one ``addmm``) or into the momentum buffers
+        (``v ← μv + A·B``), so the largest arrays are read and written once per step, which
+        is what bounds the ensemble's cost on a CPU. ``buffers`` is ``None`` before the first
+        momentum step, when ``v ← g`` as in ``torch.optim.SGD``.
+        """
+        x2, a1, dz1, dz2, loss, correct = self._backward(p, x, y)
+        m, h, b = dz1.shape
+        a1t = a1.transpose(1, 2)
+        dz1 = dz1.view(m * h, b)
+        db1, db2 = dz1.sum(1).view(m, h), dz2.sum(2)
+        if not momentum:
+            p[self.w2].baddbmm_(dz2, a1t, alpha=-lr)
+            p[self.w1].view(m * h, -1).addmm_(dz1, x2, alpha=-lr)
+            torch._foreach_add_([p[self.b1], p[self.b2]], [db1, db2], alpha=-lr)
+            return loss, correct, None
+        first = buffers is None
+        if first:
+            buffers = {n: torch.empty_like(v) for n, v in p.items()}
+        beta = 0.0 if first else momentum  # beta = 0 ignores the buffers' content
+        buffers[self.w2].baddbmm_(dz2, a1t, beta=beta)
+        buffers[self.w1].view(m * h, -1).addmm_(dz1, x2, beta=beta)
+        for name, g in ((self.b1, db1), (self.b2, db2)):
+            if first:
+                buffers[name].copy_(g)
+            else:
+                buffers[name].mul_(momentum).add_(g)
+        torch._foreach_add_(list(p.values()), [buffers[n] for n in p], alpha=-lr)
+        return loss, correct, buffers
 
     def logits(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
         return self._forward(p, x.reshape(x.shape[0], -1))[1].transpose(1, 2)  # M×B×C
@@ -323,21 +374,27 @@ class LockstepSGD:
         self.members = thetas.shape[0]
         self.params = {n: v.contiguous() for n, v in unflatten(model, thetas).items()}
         self.names = list(self.params)
-        self.buffers: list[Tensor] | None = None
+        self.buffers: dict[str, Tensor] | None = None  # momentum buffers, after the first step
 
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One update of every member on batch (x, y); returns the members' loss and accuracy
         on that batch *before* the update (M-vectors on the device, loss in the training dtype)."""
+        if isinstance(self.backend, _MLPBackend):
+            loss, correct, self.buffers = self.backend.sgd_step(
+                self.params, x, y, self.lr, self.momentum, self.buffers
+            )
+            return loss, correct.to(torch.float64) / x.shape[0]
         grads, loss, correct = self.backend.loss_grad(self.params, x, y)
         params = [self.params[n] for n in self.names]
         update = [grads[n] for n in self.names]
         if self.momentum:
             if self.buffers is None:
-                self.buffers = [g.clone() for g in update]
+                self.buffers = {n: g.clone() for n, g in zip(self.names, update)}
             else:
-                torch._foreach_mul_(self.buffers, self.momentum)
-                torch._foreach_add_(self.buffers, update)
-            update = self.buffers
+                buffers = [self.buffers[n] for n in self.names]
+                torch._foreach_mul_(buffers, self.momentum)
+                torch._foreach_add_(buffers, update)
+            update = [self.buffers[n] for n in self.names]
         torch._foreach_add_(params, update, alpha=-self.lr)
         return loss, correct.to(torch.float64) / x.shape[0]
 
