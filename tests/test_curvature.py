@@ -20,6 +20,14 @@ def _data(n, seed):
     return torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
+def _problem(arch, hidden, data_seed):
+    """(loss_fn, θ) of a freshly initialized model (global seed 0) on 8 random images."""
+    torch.manual_seed(0)
+    model = models.build_model(arch, hidden=hidden)
+    x, y = _data(8, seed=data_seed)
+    return models.make_loss_fn(model, x, y), models.flat_params(model)
+
+
 def _trained(arch, activation, hidden, steps):
     """A model after ``steps`` plain SGD steps (batch 8, lr 0.05) on a fixed random data set."""
     torch.manual_seed(11)
@@ -167,11 +175,7 @@ def test_lowrank_exact_on_known_low_rank_quadratic():
 
 
 def test_sketch_hint_small_or_exact_gives_the_same_result():
-    torch.manual_seed(0)
-    model = models.build_model("mlp", hidden=6)
-    x, y = _data(8, seed=9)
-    loss_fn = models.make_loss_fn(model, x, y)
-    theta = models.flat_params(model)
+    loss_fn, theta = _problem("mlp", hidden=6, data_seed=9)
     ref = hessian_eigenpairs(loss_fn, theta, "lowrank", generator=torch.Generator().manual_seed(1))
     for hint in (0, 10, ref.rank):
         res = hessian_eigenpairs(
@@ -187,11 +191,7 @@ def test_sketch_hint_small_or_exact_gives_the_same_result():
 
 
 def test_lowrank_is_deterministic_given_a_generator():
-    torch.manual_seed(0)
-    model = models.build_model("mlp", hidden=6)
-    x, y = _data(8, seed=4)
-    loss_fn = models.make_loss_fn(model, x, y)
-    theta = models.flat_params(model)
+    loss_fn, theta = _problem("mlp", hidden=6, data_seed=4)
     runs = [
         hessian_eigenpairs(loss_fn, theta, "lowrank", generator=torch.Generator().manual_seed(7))
         for _ in range(2)
@@ -201,30 +201,21 @@ def test_lowrank_is_deterministic_given_a_generator():
 
 
 def test_auto_picks_lowrank_for_the_mlp_and_dense_for_the_cnn():
-    x, y = _data(8, seed=12)
-    torch.manual_seed(0)
-    mlp = models.build_model("mlp", hidden=4)
-    loss_fn, theta = models.make_loss_fn(mlp, x, y), models.flat_params(mlp)
+    loss_fn, theta = _problem("mlp", hidden=4, data_seed=12)
     res = hessian_eigenpairs(loss_fn, theta, "auto")
     assert res.method == "lowrank" and "fallback" not in res.diagnostics
     # a sketch that would outgrow the crossover falls back to dense
     res = hessian_eigenpairs(loss_fn, theta, "auto", max_rank_fraction=0.02)
     assert res.method == "dense" and "crossover" in res.diagnostics["fallback"]
 
-    torch.manual_seed(0)
-    cnn = models.build_model("cnn")
-    loss_fn, theta = models.make_loss_fn(cnn, x, y), models.flat_params(cnn)
+    loss_fn, theta = _problem("cnn", hidden=20, data_seed=12)
     res = hessian_eigenpairs(loss_fn, theta, "auto", sketch_hint=int(0.45 * theta.numel()))
     assert res.method == "dense" and "crossover" in res.diagnostics["fallback"]
     assert res.rank > 0.3 * theta.numel()  # the CNN's rank is indeed past the crossover
 
 
 def test_failed_check_falls_back_to_dense_or_raises():
-    torch.manual_seed(0)
-    model = models.build_model("mlp", hidden=3)
-    x, y = _data(8, seed=13)
-    loss_fn = models.make_loss_fn(model, x, y)
-    theta = models.flat_params(model)
+    loss_fn, theta = _problem("mlp", hidden=3, data_seed=13)
     # an unattainable tolerance makes the (genuine) residual check fail
     res = hessian_eigenpairs(loss_fn, theta, "auto", residual_tol=0.0)
     assert res.method == "dense" and "residual" in res.diagnostics["fallback"]

@@ -523,15 +523,11 @@ def _cmd_curvature(args) -> int:
     if status is not None:
         return status
     rows = bench_curvature(
+        **_model_arguments(args),
         archs=args.arch,
         steps=args.steps,
-        device=args.device,
-        activation=args.activation,
-        hidden=args.hidden,
-        batch=args.batch,
         lr=args.lr,
         train_lr=args.train_lr,
-        seed=args.seed,
         top_k=args.top_k,
         lowrank_repeats=args.lowrank_repeats,
         dtype=dtype,
@@ -556,13 +552,9 @@ def _cmd_tangent(args) -> int:
     if status is not None:
         return status
     rows = bench_tangent(
+        **_model_arguments(args),
         steps=args.steps,
-        device=args.device,
-        activation=args.activation,
-        hidden=args.hidden,
-        batch=args.batch,
         lr=args.lr,
-        seed=args.seed,
         reorth_every=args.reorth_every,
         readout=args.readout,
         curvature=args.curvature,
@@ -592,17 +584,13 @@ def _cmd_ensembles(args) -> int:
     if status is not None:
         return status
     rows = bench_ensembles(
+        **_model_arguments(args),
         eps_counts=args.eps_counts,
         dtypes=args.dtype,
         steps=args.steps,
-        device=args.device,
-        activation=args.activation,
-        hidden=args.hidden,
-        batch=args.batch,
         lr=args.lr,
         record_every=args.record_every,
         repeats=args.repeats,
-        seed=args.seed,
     )
     print(
         f"# chaosgd.bench ensembles: device={args.device} threads={torch.get_num_threads()} "
@@ -627,6 +615,12 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", help="also write the rows to this JSON file")
+
+
+def _model_arguments(args) -> dict:
+    """The keyword arguments every ``bench_*`` function takes from :func:`_common_arguments`."""
+    keys = ("device", "activation", "hidden", "batch", "seed")
+    return {k: getattr(args, k) for k in keys}
 
 
 def _write_json(args, rows) -> None:

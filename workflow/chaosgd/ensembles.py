@@ -18,8 +18,8 @@ parameter tensor, and the component along the initial direction.
 
 All members of one dtype train as one batched computation (:class:`LockstepSGD`): parameters are
 held *parameter-major* (one M×shape tensor per parameter, as ``torch.func.stack_module_state``
-lays them out), each step is one batched forward/backward for all M members and one
-multi-tensor SGD / momentum update. Two interchangeable backends compute the gradients:
+lays them out), each step is one batched forward/backward for all M members and one SGD /
+momentum update of all of them. Two interchangeable backends do the step (``sgd_step``):
 
 ``func``
     ``torch.func.vmap(grad_and_value(functional_call(...)))``: any model of
@@ -183,7 +183,7 @@ def initial_parameters(
 
 
 class _FuncBackend:
-    """Gradients of any model by ``vmap(grad_and_value(functional_call))`` over the members."""
+    """Any model: gradients by ``vmap(grad_and_value(functional_call))`` over the members."""
 
     name = "func"
 
@@ -197,10 +197,31 @@ class _FuncBackend:
         self._grad = vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, None, None))
         self._forward = vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, None))
 
-    def loss_grad(self, params: dict[str, Tensor], x: Tensor, y: Tensor):
-        grads, (loss, logits) = self._grad(params, x, y)
+    def sgd_step(
+        self,
+        p: dict[str, Tensor],
+        x: Tensor,
+        y: Tensor,
+        lr: float,
+        momentum: float,
+        buffers: dict[str, Tensor] | None,
+    ):
+        """One SGD / momentum update of every member in place: (loss, correct, buffers), as
+        ``torch.optim.SGD``'s multi-tensor kernels (``buffers`` is ``None`` before the first
+        momentum step, when v ← g)."""
+        grads, (loss, logits) = self._grad(p, x, y)
         correct = (logits.argmax(-1) == y).sum(-1)
-        return grads, loss, correct
+        names = list(p)
+        update = [grads[n] for n in names]
+        if momentum:
+            if buffers is None:
+                buffers = {n: g.clone() for n, g in zip(names, update)}
+            else:
+                torch._foreach_mul_([buffers[n] for n in names], momentum)
+                torch._foreach_add_([buffers[n] for n in names], update)
+            update = [buffers[n] for n in names]
+        torch._foreach_add_([p[n] for n in names], update, alpha=-lr)
+        return loss, correct, buffers
 
     def logits(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         return self._forward(params, x)
@@ -213,7 +234,7 @@ class _MLPBackend:
     both directions; activations are kept members × features × batch for that. The second
     layer is a batched GEMM; cross-entropy's gradient is (softmax − onehot)/B. In training
     (:meth:`sgd_step`) the weight gradients are accumulated by their GEMMs straight into the
-    weights or momentum buffers; :meth:`loss_grad` returns them, for checks.
+    weights or momentum buffers.
     """
 
     name = "mlp"
@@ -282,17 +303,6 @@ class _MLPBackend:
         if self._ones is None or self._ones[0] != key:
             self._ones = (key, torch.full((m, 1, b), -1.0, dtype=like.dtype, device=like.device))
         return self._ones[1]
-
-    def loss_grad(self, p: dict[str, Tensor], x: Tensor, y: Tensor):
-        x2, a1, dz1, dz2, loss, correct = self._backward(p, x, y)
-        m, h, b = dz1.shape
-        grads = {
-            self.w2: torch.bmm(dz2, a1.transpose(1, 2)),
-            self.b2: dz2.sum(2),
-            self.b1: dz1.sum(2),
-            self.w1: torch.mm(dz1.view(m * h, b), x2).view(p[self.w1].shape),
-        }
-        return grads, loss, correct
 
     def sgd_step(
         self,
@@ -379,23 +389,9 @@ class LockstepSGD:
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One update of every member on batch (x, y); returns the members' loss and accuracy
         on that batch *before* the update (M-vectors on the device, loss in the training dtype)."""
-        if isinstance(self.backend, _MLPBackend):
-            loss, correct, self.buffers = self.backend.sgd_step(
-                self.params, x, y, self.lr, self.momentum, self.buffers
-            )
-            return loss, correct.to(torch.float64) / x.shape[0]
-        grads, loss, correct = self.backend.loss_grad(self.params, x, y)
-        params = [self.params[n] for n in self.names]
-        update = [grads[n] for n in self.names]
-        if self.momentum:
-            if self.buffers is None:
-                self.buffers = {n: g.clone() for n, g in zip(self.names, update)}
-            else:
-                buffers = [self.buffers[n] for n in self.names]
-                torch._foreach_mul_(buffers, self.momentum)
-                torch._foreach_add_(buffers, update)
-            update = [self.buffers[n] for n in self.names]
-        torch._foreach_add_(params, update, alpha=-self.lr)
+        loss, correct, self.buffers = self.backend.sgd_step(
+            self.params, x, y, self.lr, self.momentum, self.buffers
+        )
         return loss, correct.to(torch.float64) / x.shape[0]
 
     def flat(self) -> Tensor:
