@@ -25,8 +25,6 @@ if not workflow.overwrite_configfiles:
 # Fills in the schema defaults; a misspelled key or a wrong type stops here, naming the key.
 validate_config(config)
 
-# Absolute, so that the workflow also runs in another folder (snakemake --directory).
-CODE = f"{workflow.basedir}/workflow/chaosgd"
 # Rule files live two folders down; conda paths are relative to them.
 CONDA_ENV = "../../envs/chaosgd.yaml"
 

@@ -114,7 +114,7 @@ def test_projection_removes_exactly_the_pruned_components(quad, prune_set, selec
 
 
 def test_top_k_for_chaotic_ranks_by_local_lyapunov_exponent(quad):
-    ep, g = quad["ep"], quad["grad"]
+    ep = quad["ep"]
     idx = cgd.select_pruned(ep.values, LR, "chaotic", "top_k", 2, null_tol=ep.null_tol)
     # (1 − ηλ)²: λ = 4000 → 9, λ = −3 → 1.006, λ = 2001 → 1.002: top-2 is {4000, −3}
     assert sorted(ep.values[idx].tolist()) == [pytest.approx(-3.0), pytest.approx(4000.0)]

@@ -10,8 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chaosgd import ensembles as E
-from chaosgd import fits, train
+from chaosgd import ensembles, fits, lockstep, perturbations, training
 from chaosgd.io import save_tensors
 from chaosgd.models import assign_flat_params, build_model, flat_params
 from chaosgd.settings import RunSettings
@@ -76,7 +75,10 @@ def synthetic_spectrum(
 
 def random_dirs(n, seed=1):
     gen = torch.Generator().manual_seed(seed)
-    return {k: E._unit(torch.randn(n, generator=gen, dtype=F64)) for k in E.STRATEGIES}
+    return {
+        k: perturbations._unit(torch.randn(n, generator=gen, dtype=F64))
+        for k in perturbations.STRATEGIES
+    }
 
 
 # -- directions ----------------------------------------------------------------------------------
@@ -85,8 +87,8 @@ def random_dirs(n, seed=1):
 def test_directions_are_unit_and_lie_in_their_subspaces():
     spec = synthetic_spectrum(40, n_pos=6, n_neutral=4)
     v = spec["vectors"]
-    dirs = E.directions(spec, torch.Generator().manual_seed(0))
-    assert list(dirs) == list(E.STRATEGIES)
+    dirs = perturbations.directions(spec, torch.Generator().manual_seed(0))
+    assert list(dirs) == list(perturbations.STRATEGIES)
     for name, d in dirs.items():
         assert d.dtype == F64 and d.shape == (40,)
         assert abs(float(d.norm()) - 1.0) < 1e-14, name
@@ -110,9 +112,9 @@ def test_directions_are_unit_and_lie_in_their_subspaces():
 
 def test_directions_are_fixed_by_the_generator_seed():
     spec = synthetic_spectrum(30)
-    a = E.directions(spec, torch.Generator().manual_seed(5))
-    b = E.directions(spec, torch.Generator().manual_seed(5))
-    c = E.directions(spec, torch.Generator().manual_seed(6))
+    a = perturbations.directions(spec, torch.Generator().manual_seed(5))
+    b = perturbations.directions(spec, torch.Generator().manual_seed(5))
+    c = perturbations.directions(spec, torch.Generator().manual_seed(6))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(a["max_chaos"], c["max_chaos"])
     for k in ("chaotic", "nonchaotic", "random"):
@@ -130,16 +132,16 @@ def test_empty_subspace_is_an_error_naming_the_strategy(empty):
         exps = exps.abs().sort(descending=True).values
     spec["exponents"] = exps
     with pytest.raises(ValueError, match=f"strategy '{empty}'"):
-        E.directions(spec, torch.Generator().manual_seed(0))
+        perturbations.directions(spec, torch.Generator().manual_seed(0))
 
 
 def test_members_and_initial_perturbations():
-    members = E.plan_members([0.1, 1.0])
-    assert members[0] == E.Member("reference", 0.0)
+    members = perturbations.plan_members([0.1, 1.0])
+    assert members[0] == perturbations.Member("reference", 0.0)
     assert len(members) == 1 + 5 * 2
     dirs = random_dirs(50)
     theta0 = torch.randn(50, dtype=F64)
-    thetas, d = E.initial_parameters(theta0, dirs, members)
+    thetas, d = perturbations.initial_parameters(theta0, dirs, members)
     assert torch.equal(thetas[0], theta0)
     dist = (thetas[1:] - theta0).norm(dim=1)
     eps = torch.tensor([m.eps for m in members[1:]], dtype=F64)
@@ -147,32 +149,32 @@ def test_members_and_initial_perturbations():
     assert torch.equal(d[0], dirs[members[1].strategy])
     for bad in ([], [-0.1], [float("nan")], [0.1, 0.1]):
         with pytest.raises(ValueError):
-            E.plan_members(bad)
+            perturbations.plan_members(bad)
 
 
 def test_record_steps():
-    assert E.record_steps(26, 1) == list(range(27))
-    assert E.record_steps(26, 5) == [0, 5, 10, 15, 20, 25, 26]
-    assert E.record_steps(25, 5) == [0, 5, 10, 15, 20, 25]
+    assert lockstep.record_steps(26, 1) == list(range(27))
+    assert lockstep.record_steps(26, 5) == [0, 5, 10, 15, 20, 25, 26]
+    assert lockstep.record_steps(25, 5) == [0, 5, 10, 15, 20, 25]
     with pytest.raises(ValueError):
-        E.record_steps(10, 0)
+        lockstep.record_steps(10, 0)
 
 
 # -- lockstep training ---------------------------------------------------------------------------
 
 
-def sequential(s: RunSettings, data: train.Data, thetas: torch.Tensor, dtype: str):
+def sequential(s: RunSettings, data: training.Data, thetas: torch.Tensor, dtype: str):
     """Each member alone: nn.Module, cross-entropy, backward, torch.optim.SGD, the reference's
     batches. Returns trajectories M×(T+1)×N (float64) and per-step losses / accuracies M×T."""
     trajs, losses, accs = [], [], []
     for theta in thetas:
-        model = E._template(s, dtype, CPU)
+        model = training.initial_model(s, dtype, CPU)
         assign_flat_params(model, theta)
         opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
         traj, loss_row, acc_row = [flat_params(model).to(F64)], [], []
         n = len(data.train_y)
         for epoch in range(s.epochs):
-            order = train.epoch_order(n, s.seed, epoch)
+            order = training.epoch_order(n, s.seed, epoch)
             for start in range(0, n, s.batch_size):
                 idx = order[start : start + s.batch_size]
                 x, y = data.train_x[idx], data.train_y[idx]
@@ -222,13 +224,13 @@ CASES = [
 @pytest.mark.parametrize("changes, backend, eps", CASES)
 def test_lockstep_equals_sequential_training_float64(fmnist_pt, changes, backend, eps):
     s = settings(dtype="float64", **changes)
-    data = train.load_data(fmnist_pt, s, CPU)
+    data = training.load_data(fmnist_pt, s, CPU)
     theta0 = init_theta(s)
     dirs = random_dirs(theta0.numel())
-    res = E.run_ensemble(s, data, theta0, dirs, eps, "float64", CPU, backend=backend)
+    res = lockstep.run_ensemble(s, data, theta0, dirs, eps, "float64", CPU, backend=backend)
     assert res.info["backend"] == backend
-    members = E.plan_members(eps)
-    thetas, _ = E.initial_parameters(theta0, dirs, members)
+    members = perturbations.plan_members(eps)
+    thetas, _ = perturbations.initial_parameters(theta0, dirs, members)
     traj, losses, accs = sequential(s, data, thetas, "float64")
     total = traj.shape[1] - 1
     assert res.info["steps"] == total
@@ -260,14 +262,14 @@ def test_lockstep_equals_sequential_training_float64(fmnist_pt, changes, backend
 
 
 def test_reference_member_equals_the_training_stage(fmnist_pt):
-    """Member 0 is train.Trainer's run (spectrum off, float64): same init, batches, update."""
+    """Member 0 is training.Trainer's run (spectrum off, float64): same init, batches, update."""
     s = settings(dtype="float64")
-    trainer = train.Trainer(s, fmnist_pt, progress=False)
+    trainer = training.Trainer(s, fmnist_pt, progress=False)
     result = trainer.run()
     ref = torch.cat([v.reshape(-1) for v in result.state_dict.values()]).to(F64)
-    data = train.load_data(fmnist_pt, s, CPU)
+    data = training.load_data(fmnist_pt, s, CPU)
     theta0 = init_theta(s)
-    res = E.run_ensemble(s, data, theta0, random_dirs(theta0.numel()), [0.1], "float64", CPU)
+    res = lockstep.run_ensemble(s, data, theta0, random_dirs(theta0.numel()), [0.1], "float64", CPU)
     assert float((res.final[0] - ref).abs().max()) <= 1e-12
     # the reference's final evaluation matches the training stage's last one
     last = result.epochs.iloc[-1]
@@ -283,9 +285,9 @@ def test_reference_member_equals_the_training_stage(fmnist_pt):
 def test_eps_zero_member_stays_bit_identical_to_the_reference(fmnist_pt, dtype, backend):
     # ε = 0 last, so that the very last member of the batch is one of them
     s = settings(dtype=dtype)
-    data = train.load_data(fmnist_pt, s, CPU)
+    data = training.load_data(fmnist_pt, s, CPU)
     theta0 = init_theta(s)
-    res = E.run_ensemble(
+    res = lockstep.run_ensemble(
         s, data, theta0, random_dirs(theta0.numel()), [0.1, 0.0], dtype, CPU, backend=backend
     )
     df = res.distances
@@ -293,7 +295,7 @@ def test_eps_zero_member_stays_bit_identical_to_the_reference(fmnist_pt, dtype, 
     assert len(zero) == 5 * (STEPS + 1)
     dist_cols = [c for c in df.columns if c.startswith("dist")]
     assert (zero[dist_cols] == 0.0).all().all()
-    members = E.plan_members([0.1, 0.0])
+    members = perturbations.plan_members([0.1, 0.0])
     for i, m in enumerate(members):
         if m.eps == 0.0:
             assert torch.equal(res.final[i], res.final[0]), m
@@ -314,9 +316,11 @@ def test_float32_and_float64_ensembles_are_separate_trajectories(fmnist_pt):
     out = {}
     for dtype in ("float32", "float64"):
         s = settings(dtype=dtype)
-        data = train.load_data(fmnist_pt, s, CPU)
+        data = training.load_data(fmnist_pt, s, CPU)
         theta0 = init_theta(s)
-        out[dtype] = E.run_ensemble(s, data, theta0, random_dirs(theta0.numel()), [0.1], dtype, CPU)
+        out[dtype] = lockstep.run_ensemble(
+            s, data, theta0, random_dirs(theta0.numel()), [0.1], dtype, CPU
+        )
     d32, d64 = (out[k].distances["distance"].to_numpy() for k in ("float32", "float64"))
     assert not np.array_equal(d32, d64)
     assert np.allclose(d32, d64, rtol=1e-3)
@@ -326,11 +330,13 @@ def test_float32_and_float64_ensembles_are_separate_trajectories(fmnist_pt):
 
 def test_thinned_records_equal_the_full_record(fmnist_pt):
     s = settings()
-    data = train.load_data(fmnist_pt, s, CPU)
+    data = training.load_data(fmnist_pt, s, CPU)
     theta0 = init_theta(s)
     dirs = random_dirs(theta0.numel())
-    full = E.run_ensemble(s, data, theta0, dirs, [0.1], "float32", CPU).distances
-    thin = E.run_ensemble(s, data, theta0, dirs, [0.1], "float32", CPU, record_every=5).distances
+    full = lockstep.run_ensemble(s, data, theta0, dirs, [0.1], "float32", CPU).distances
+    thin = lockstep.run_ensemble(
+        s, data, theta0, dirs, [0.1], "float32", CPU, record_every=5
+    ).distances
     assert sorted(thin.step.unique()) == [0, 5, 10, 15, 20, 25, 26]
     pd.testing.assert_frame_equal(
         thin.reset_index(drop=True), full[full.step.isin(thin.step.unique())].reset_index(drop=True)
@@ -339,16 +345,16 @@ def test_thinned_records_equal_the_full_record(fmnist_pt):
 
 def test_non_finite_training_is_an_error(fmnist_pt):
     s = settings(lr=1e6, momentum=0.0, dtype="float32")
-    data = train.load_data(fmnist_pt, s, CPU)
+    data = training.load_data(fmnist_pt, s, CPU)
     theta0 = init_theta(s)
-    with pytest.raises(train.TrainingError, match="non-finite"):
-        E.run_ensemble(s, data, theta0, random_dirs(theta0.numel()), [10.0], "float32", CPU)
+    with pytest.raises(training.TrainingError, match="non-finite"):
+        lockstep.run_ensemble(s, data, theta0, random_dirs(theta0.numel()), [10.0], "float32", CPU)
 
 
 def test_only_sgd_references_can_be_perturbed():
     s = settings(variant="cgd-negative")
     with pytest.raises(ValueError, match="run ref: .*plain SGD"):
-        E.check_reference(s, {"theta0": torch.zeros(5350, dtype=F64), "run_id": "ref"})
+        perturbations.check_reference(s, {"theta0": torch.zeros(5350, dtype=F64), "run_id": "ref"})
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -386,7 +392,7 @@ def cli(s: RunSettings, data, spectrum, folder, *extra):
     }
     args = s.to_args() + ["--data", str(data), "--spectrum-file", str(spectrum), "--no-progress"]
     args += [a for k, p in out.items() for a in (f"--out-{k}", str(p))]
-    return E.main(args + list(extra)), out
+    return ensembles.main(args + list(extra)), out
 
 
 def small(**changes) -> RunSettings:
@@ -428,7 +434,7 @@ def test_cli_end_to_end(tmp_path, fmnist_pt):
         assert curve["step"].tolist() == steps
         assert abs(curve["distance"].iloc[0] - curve["eps"].iloc[0]) < 1e-5 * curve["eps"].iloc[0]
         assert np.isnan(curve["loss"].iloc[-1]) and np.isfinite(curve["loss"].iloc[:-1]).all()
-    assert set(dist.strategy) == set(E.STRATEGIES)
+    assert set(dist.strategy) == set(perturbations.STRATEGIES)
     assert len(members) == 2 * 11
     assert (members.groupby("dtype")["strategy"].first() == "reference").all()
     assert (members[members.strategy == "reference"]["final_distance"] == 0).all()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.func import hessian
 
-from chaosgd import lyapunov, train
+from chaosgd import exponents, lyapunov, training
 from chaosgd.io import load_tensors
 from chaosgd.models import build_model, flat_params, make_loss_fn
 from test_train import BASE, Crash, CrashAt, run_cli
@@ -22,7 +22,7 @@ LYAP = dict(readouts=3, quantiles=[0.1, 0.5, 0.9], neutral_tol=1e-8, reorth_ever
 
 def settings(**changes):
     # 2 hidden units: N = 544, so the dense reference below is cheap
-    return train.RunSettings(
+    return training.RunSettings(
         **{**BASE, "hidden": 2, "train_size": 48, "epochs": 1, "dtype": "float64", **changes}
     )
 
@@ -38,7 +38,7 @@ def lyap_args(**changes) -> list[str]:
 
 def run_lyapunov(s, data, folder, checkpoint=True):
     folder.mkdir(parents=True, exist_ok=True)
-    files = {**train.OUTPUT_FILES, **lyapunov.LYAP_OUTPUTS}
+    files = {**training.OUTPUT_FILES, **lyapunov.LYAP_OUTPUTS}
     out = {k: folder / name for k, name in files.items()}
     args = s.to_args() + lyap_args() + ["--data", str(data), "--no-progress"]
     args += [a for k, p in out.items() for a in (f"--out-{k}", str(p))]
@@ -66,7 +66,7 @@ class Recorder:
 
 def dense_reference(s, data_path):
     """Y(T) multiplied out from exact dense Hessians of the recorded trajectory (short T only)."""
-    trainer = train.Trainer(s, data_path, progress=False)
+    trainer = training.Trainer(s, data_path, progress=False)
     rec = Recorder(trainer.model)
     trainer.hooks["rec"] = rec
     trainer.run()
@@ -77,7 +77,7 @@ def dense_reference(s, data_path):
     v = s.parsed_variant
     for step in range(trainer.total_steps):
         epoch, within = divmod(step, trainer.steps_per_epoch)
-        idx = train.epoch_order(n_train, s.seed, epoch)[
+        idx = training.epoch_order(n_train, s.seed, epoch)[
             within * s.batch_size : (within + 1) * s.batch_size
         ]
         loss_fn = make_loss_fn(trainer.model, trainer.data.train_x[idx], trainer.data.train_y[idx])
@@ -182,10 +182,10 @@ def test_needs_the_spectrum(tmp_path, fmnist_pt, capsys):
 
 
 def test_readout_steps_and_similarity():
-    assert lyapunov.readout_steps(36480, 4) == [9120, 18240, 27360, 36480]
-    assert lyapunov.readout_steps(5, 10) == [1, 2, 3, 4, 5]
+    assert exponents.readout_steps(36480, 4) == [9120, 18240, 27360, 36480]
+    assert exponents.readout_steps(5, 10) == [1, 2, 3, 4, 5]
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(10, 4)))
-    assert lyapunov.subspace_similarity(q, q) == pytest.approx(1.0)
-    assert lyapunov.subspace_similarity(q[:, :2], q) == pytest.approx(1.0)  # contained
-    assert lyapunov.subspace_similarity(q[:, :2], q[:, 2:]) == pytest.approx(0.0, abs=1e-15)
-    assert np.isnan(lyapunov.subspace_similarity(q[:, :0], q))
+    assert exponents.subspace_similarity(q, q) == pytest.approx(1.0)
+    assert exponents.subspace_similarity(q[:, :2], q) == pytest.approx(1.0)  # contained
+    assert exponents.subspace_similarity(q[:, :2], q[:, 2:]) == pytest.approx(0.0, abs=1e-15)
+    assert np.isnan(exponents.subspace_similarity(q[:, :0], q))

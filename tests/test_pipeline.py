@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import zipfile
 
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from chaosgd import archive
+
 from conftest import fresh_checkout, job_counts, run_snakemake
 
 TINY = "config/tiny.yaml"
@@ -119,6 +121,58 @@ def test_figures_from_the_cache_in_a_fresh_checkout_without_training(tiny, tmp_p
     assert log.count("from cache") == 2 * 4 + 7 + 3
     for name in FIGURES:
         assert (results / "figures" / f"{name}.pdf").is_file()
+
+
+def _edit_curvature(checkout):
+    """A one-line change in a library module that training imports (not a stage module)."""
+    path = checkout / "workflow" / "chaosgd" / "curvature.py"
+    text = path.read_text()
+    path.write_text(text + "\n_ONE_LINE_CHANGE = 1\n")
+    return path, text
+
+
+def test_a_library_change_reruns_what_imports_it(tiny):
+    """Each rule's code input is its stage's import closure: a change in curvature.py (imported
+    by training, Lyapunov and ensembles, not by the datasets stage) schedules those jobs and
+    what depends on them, and nothing else."""
+    checkout = tiny["checkout"]
+    path, text = _edit_curvature(checkout)
+    stat = path.stat()
+    try:
+        dry = run_snakemake("-n", "--configfile", TINY, repo=checkout, env=tiny["env"])
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - 10**12))
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts == {
+        "train_run": 2,
+        "lyapunov_run": 1,
+        "ensembles_run": 1,
+        "fits_divergence": 1,
+        "figures_draw": len(FIGURES),
+        "report_runs": 1,
+        "claims_check": 1,
+        "all": 1,
+    }
+    again = run_snakemake("-n", "--configfile", TINY, repo=checkout, env=tiny["env"])
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_library_change_misses_the_output_cache(tiny, tmp_path):
+    """The same results hit the cache from a fresh checkout; after the change they miss it."""
+    changed = fresh_checkout(tmp_path / "changed")
+    _edit_curvature(changed)
+    proc = run_snakemake(
+        "--cores", "2", "--cache", "--configfile", TINY, "train_all", "lyapunov_all",
+        repo=changed, env=tiny["env"],
+    )  # fmt: skip
+    assert "from cache" not in proc.stdout + proc.stderr
+    for run in RUNS:
+        steps = changed / "results" / "train" / run / "steps.parquet"
+        assert steps.is_file() and not steps.is_symlink()
+        # the job's command ran (a job served from the cache leaves an empty log)
+        stage = "lyapunov" if run == LYAPUNOV_RUN else "train"
+        assert (changed / "logs" / stage / f"{run}.log").stat().st_size > 0, run
 
 
 def test_results_archive_round_trip(tiny, tmp_path):

@@ -58,17 +58,22 @@ def test_sgd_ignores_onsets_and_momentum_is_in_the_name():
     ]
 
 
-def test_group_overrides_and_conflicting_runs_need_a_tag():
+def test_group_overrides_reach_the_run_id_and_conflicts_need_a_tag():
     a = {"name": "a", "variants": ["sgd"], "seeds": [0]}
     b = {"name": "b", "variants": ["sgd"], "seeds": [0], "lr": 0.01}
-    with pytest.raises(
-        ValueError, match="'a' and 'b' both define run usps_mlp-relu20_sgd_m0_s0.*tag"
-    ):
-        plan.expand_runs(config(a, b))
-    runs, groups = plan.expand_runs(config(a, {**b, "tag": "lr01"}))
-    assert groups["b"] == ["usps_mlp-relu20_sgd_m0_s0_lr01"]
-    assert runs["usps_mlp-relu20_sgd_m0_s0_lr01"].lr == 0.01
+    runs, groups = plan.expand_runs(config(a, b))
+    assert groups["b"] == ["usps_mlp-relu20_sgd_m0_s0_lr0.01"]
+    assert runs["usps_mlp-relu20_sgd_m0_s0_lr0.01"].lr == 0.01
     assert runs["usps_mlp-relu20_sgd_m0_s0"].lr == 0.001
+    # a CNN ignores hidden, so its run id does not spell it: two CNN groups that differ only
+    # there define one run name with two settings
+    c = {"name": "c", "model": "cnn", "variants": ["sgd"], "seeds": [0], "hidden": 5}
+    with pytest.raises(
+        ValueError, match="'c' and 'd' both define run usps_cnn-relu_sgd_m0_s0.*tag"
+    ):
+        plan.expand_runs(config(c, {**c, "name": "d", "hidden": 6}))
+    runs, groups = plan.expand_runs(config(c, {**c, "name": "d", "hidden": 6, "tag": "h6"}))
+    assert groups["d"] == ["usps_cnn-relu_sgd_m0_s0_h6"]
 
 
 def test_bad_experiments_are_named():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from chaosgd import train
+from chaosgd import train, training
 from chaosgd.io import load_tensors
 from chaosgd.settings import RunSettings
 
@@ -46,7 +45,7 @@ def settings(**changes) -> RunSettings:
 
 def run_cli(s: RunSettings, data, folder, checkpoint=True) -> tuple[int, dict]:
     folder.mkdir(parents=True, exist_ok=True)
-    out = {k: folder / name for k, name in train.OUTPUT_FILES.items()}
+    out = {k: folder / name for k, name in training.OUTPUT_FILES.items()}
     args = s.to_args() + ["--data", str(data), "--no-progress"]
     args += [a for k, p in out.items() for a in (f"--out-{k}", str(p))]
     if checkpoint:
@@ -175,7 +174,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, fmnist_pt, varian
 
     folder = tmp_path / "crashed"
     ckpt = folder / "checkpoint.pt"
-    trainer = train.Trainer(
+    trainer = training.Trainer(
         s, fmnist_pt, hooks={"crash": CrashAt(13)}, checkpoint=ckpt, progress=False
     )
     with pytest.raises(Crash):
@@ -195,7 +194,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, fmnist_pt, varian
 
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, fmnist_pt, capsys):
     folder = tmp_path / "run"
-    trainer = train.Trainer(
+    trainer = training.Trainer(
         settings(lr=0.02),
         fmnist_pt,
         hooks={"crash": CrashAt(7)},
@@ -236,7 +235,7 @@ def test_negative_pruning_learns_less_than_sgd_over_seeds(fmnist_pt):
         for variant in ("sgd", "cgd-negative"):
             s = settings(variant=variant, seed=seed, train_size=480, epochs=1, spectrum=False)
             acc[variant] = (
-                train.Trainer(s, fmnist_pt, progress=False).run().epochs["train_acc"].iloc[-1]
+                training.Trainer(s, fmnist_pt, progress=False).run().epochs["train_acc"].iloc[-1]
             )
         gaps.append(acc["sgd"] - acc["cgd-negative"])
     assert min(gaps) > 0.1, gaps

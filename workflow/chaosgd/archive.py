@@ -53,6 +53,11 @@ def collect(results: Path, stages: list[str] | None = None) -> list[Path]:
 
 
 def export(results: Path, archive: Path, stages: list[str] | None = None) -> dict:
+    """Pack the files under ``results`` (or only ``stages``) into the ``.tar.gz`` ``archive``.
+
+    Symbolic links are packed as the files they point to, with owners stripped, and a manifest of
+    sha256 checksums and sizes comes first; the archive is written atomically. Returns the manifest.
+    """
     base = results.parent
     files = collect(results, stages)
     manifest = {
@@ -157,6 +162,7 @@ def _import(archive: Path, results: Path, force: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Export or import a results archive from the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.archive",
         description="Export results to an archive, or import one (checksums verified).",

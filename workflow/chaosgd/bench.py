@@ -17,8 +17,8 @@ the dense product) and, with the readout, that ln σ(Y) agrees with a dense SVD 
 product.
 
 ``ensembles``: one MLP trained alone the ordinary way (``nn.Module`` + ``torch.optim.SGD``,
-:func:`chaosgd.ensembles.time_single_model`) against the lockstep ensemble of the ensembles stage
-(:func:`chaosgd.ensembles.run_ensemble`: 1 + 5·k members for k values of ε, distances recorded
+:func:`chaosgd.lockstep.time_single_model`) against the lockstep ensemble of the ensembles stage
+(:func:`chaosgd.lockstep.run_ensemble`: 1 + 5·k members for k values of ε, distances recorded
 every ``--record-every`` steps) on the same synthetic batches, the two timed alternately
 ``--repeats`` times; it prints the median seconds per step and their ratio. (That the ensemble
 equals sequential training to rounding is a test, not a benchmark: ``tests/test_ensembles.py``.)
@@ -37,12 +37,14 @@ import time
 
 import torch
 
-from . import ensembles, train
-from .cgd import PRUNE_SETS, project_gradient
-from .curvature import hessian_eigenpairs
-from .models import build_model, flat_params, make_loss_fn
-from .settings import RunSettings
-from .tangent import TangentMap
+from chaosgd.cgd import project_gradient
+from chaosgd.curvature import hessian_eigenpairs
+from chaosgd.lockstep import run_ensemble, time_single_model
+from chaosgd.models import build_model, flat_params, make_loss_fn
+from chaosgd.settings import RunSettings
+from chaosgd.tangent import TangentMap
+from chaosgd.training import Data, initial_model
+from chaosgd.vocab import ARCHITECTURES, PRUNE_SETS, STRATEGIES
 
 __all__ = ["main", "bench_curvature", "bench_tangent", "bench_ensembles"]
 
@@ -122,7 +124,7 @@ def _disagreement(grad, dense, low, lr, top_k):
 
 
 def bench_curvature(
-    archs=("mlp", "cnn"),
+    archs=tuple(ARCHITECTURES),
     steps: int = 3,
     device: str = "cpu",
     activation: str = "relu",
@@ -250,27 +252,27 @@ def bench_ensembles(
             checkpoint_every=steps, device=device,
         )  # fmt: skip
         as_dtype = getattr(torch, dtype)
-        data = train.Data(
+        data = Data(
             train_x=torch.randn(n, 1, 16, 16, generator=gen).to(dev, as_dtype),
             train_y=torch.randint(0, 10, (n,), generator=gen).to(dev),
             test_x=torch.randn(256, 1, 16, 16, generator=gen).to(dev, as_dtype),
             test_y=torch.randint(0, 10, (256,), generator=gen).to(dev),
         )
-        theta0 = flat_params(ensembles._template(settings, "float32", torch.device("cpu")))
+        theta0 = flat_params(initial_model(settings, "float32", torch.device("cpu")))
         dirs = {
             s: torch.nn.functional.normalize(
                 torch.randn(theta0.numel(), generator=gen, dtype=torch.float64), dim=0
             )
-            for s in ensembles.STRATEGIES
+            for s in STRATEGIES
         }
         single: list[float] = []
         ens: dict[int, list[float]] = {k: [] for k in eps_counts}
         for _ in range(max(1, repeats)):
-            sec, timed = ensembles.time_single_model(settings, data, dtype, dev, steps)
+            sec, timed = time_single_model(settings, data, dtype, dev, steps)
             single.append(sec)
             for k in eps_counts:
                 eps = [float(e) for e in torch.logspace(-3, 1, k, dtype=torch.float64)]
-                res = ensembles.run_ensemble(
+                res = run_ensemble(
                     settings, data, theta0, dirs, eps, dtype, dev, record_every=record_every
                 )
                 ens[k].append(res.info["seconds_per_step"])
@@ -284,7 +286,7 @@ def bench_ensembles(
                 dict(
                     common,
                     what=f"ensemble ({backend})",
-                    members=1 + len(ensembles.STRATEGIES) * k,
+                    members=1 + len(STRATEGIES) * k,
                     median_s=med,
                     ratio=med / one,
                     spread=[min(ens[k]) / one, max(ens[k]) / one],
@@ -368,7 +370,7 @@ def bench_tangent(
             lambda: torch.eye(n, dtype=dtype, device=dev).addmm_(V * lam, V.T, alpha=-lr), dev
         )
         t_form.append(dt)
-        Yd, dt = _timed(lambda: J @ Yd, dev)
+        Yd, dt = _timed(lambda: J @ Yd, dev)  # noqa: F821 - J is bound just above
         t_mul.append(dt)
         del J
     del eigs
@@ -630,6 +632,10 @@ def _write_json(args, rows) -> None:
 
 
 def main(argv=None) -> int:
+    """Run the ``curvature``, ``tangent`` or ``ensembles`` benchmark from the command line.
+
+    Returns the exit status.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.bench",
         description=__doc__,
@@ -638,7 +644,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("curvature", help="dense vs low-rank Hessian eigenpairs (MLP, CNN)")
     p.add_argument("--steps", type=int, default=3, help="batches timed per model (default 3)")
-    p.add_argument("--arch", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
+    p.add_argument("--arch", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
     p.add_argument("--lr", type=float, default=1e-3, help="η for the chaotic prune set")
     p.add_argument("--train-lr", type=float, default=1e-3, help="SGD step between batches")
     p.add_argument("--top-k", type=int, default=10)

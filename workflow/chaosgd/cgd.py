@@ -33,7 +33,9 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor
 
-from .curvature import Eigenpairs, null_tolerance
+from chaosgd.curvature import Eigenpairs, null_tolerance
+from chaosgd.vocab import PRUNE_SETS as _PRUNE_SETS
+from chaosgd.vocab import SELECTIONS as _SELECTIONS
 
 __all__ = [
     "PRUNE_SETS",
@@ -45,8 +47,17 @@ __all__ = [
     "CGD",
 ]
 
-PRUNE_SETS = ("chaotic", "negative", "positive")
-SELECTIONS = ("all", "top_k", "random_k")
+PRUNE_SETS = tuple(_PRUNE_SETS)
+SELECTIONS = tuple(_SELECTIONS.values())
+
+# which eigenvalues λ each prune set holds, for learning rate η (chaosgd.vocab.PRUNE_SETS)
+_RULES: dict[str, Callable[[Tensor, float], Tensor]] = {
+    "chaotic": lambda values, lr: (1.0 - lr * values).abs() > 1.0,  # Theorem 2.1
+    "negative": lambda values, lr: values < 0,
+    "positive": lambda values, lr: values > 0,
+}
+if set(_RULES) != set(PRUNE_SETS):
+    raise RuntimeError(f"chaosgd.cgd: prune rules {sorted(_RULES)} != prune sets {PRUNE_SETS}")
 
 
 def _validate(prune_set: str, selection: str, k: int | None) -> int | None:
@@ -87,11 +98,7 @@ def prune_mask(values: Tensor, lr: float, prune_set: str, null_tol: float | None
     if null_tol is None:
         null_tol = null_tolerance(values)
     nonzero = values.abs() > null_tol
-    if prune_set == "negative":
-        return nonzero & (values < 0)
-    if prune_set == "positive":
-        return nonzero & (values > 0)
-    return nonzero & ((1.0 - lr * values).abs() > 1.0)
+    return nonzero & _RULES[prune_set](values, lr)
 
 
 def select_pruned(
@@ -269,6 +276,7 @@ class CGD(torch.optim.SGD):
 
     @property
     def steps_taken(self) -> int:
+        """Number of optimizer steps taken so far (the index of the next step, counted from 0)."""
         return int(self.state["cgd"]["step"])
 
     def is_pruning(self) -> bool:
@@ -277,6 +285,11 @@ class CGD(torch.optim.SGD):
 
     @torch.no_grad()
     def step(self, eigenpairs: Eigenpairs | None = None, closure: Callable | None = None):
+        """One SGD / momentum step with the prune set projected out of the gradient when pruning.
+
+        ``eigenpairs`` (those of the Hessian at the current parameters) are required from step
+        ``prune_start`` on; ``closure``, if given, re-evaluates the loss, which is returned.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():

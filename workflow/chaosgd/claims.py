@@ -32,7 +32,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,12 @@ SUPPORTED, NOT_SUPPORTED, NOT_RUN = "supported", "not supported", "not run"
 
 @dataclass
 class Claim:
+    """One row of the claims table: a claim of the paper, the quantity measured and the verdict.
+
+    ``value`` / ``ci_low`` / ``ci_high`` are the mean and 95 % interval over ``n`` seeds;
+    ``criterion`` states what the verdict required and ``detail`` adds the supporting numbers.
+    """
+
     claim: int
     statement: str
     experiment: str
@@ -85,6 +91,8 @@ class Stat:
 
     @property
     def high(self) -> float:
+        """What a verdict compares from above: the interval's upper end from 3 seeds on, else the
+        largest seed (see :attr:`low`)."""
         return self.ci_high if self.n >= 3 else self.max
 
 
@@ -126,18 +134,22 @@ class Results:
         self._settings: dict[str, dict] = {}
 
     def settings(self, run: str) -> dict:
+        """The settings a training run was made with (from its ``run.json``), cached per run."""
         if run not in self._settings:
             info = json.loads((self.root / "train" / run / "run.json").read_text())
             self._settings[run] = info["settings"]
         return self._settings[run]
 
     def table(self, stage: str, run: str, name: str, columns=None) -> pd.DataFrame:
+        """Read table ``<stage>/<run>/<name>.parquet`` (only ``columns``, if given)."""
         return read_parquet(self.root / stage / run / f"{name}.parquet", columns=columns)
 
     def columns(self, stage: str, run: str, name: str) -> list[str]:
+        """Column names of table ``<stage>/<run>/<name>.parquet``, read from its schema only."""
         return pq.read_schema(self.root / stage / run / f"{name}.parquet").names
 
     def final(self, run: str) -> pd.Series:
+        """The last row of a training run's per-epoch table (final accuracy and loss)."""
         return self.table("train", run, "epochs").iloc[-1]
 
 
@@ -152,6 +164,11 @@ def _by_seed(res: Results, runs: list[str], variant: str, onset: int = 0) -> dic
 
 
 def claim_pruning(res: Results, groups: dict[str, list[str]]) -> list[Claim]:
+    """Claim 1 (Fig. 1, App. B.1): pruning the negative / chaotic spectrum cripples learning.
+
+    Per experiment, final training accuracy and loss of each CGD prune set against SGD, paired by
+    seed; also whether pruning the positive spectrum costs less accuracy than the negative one.
+    """
     rows = []
     for exp, runs in groups.items():
         sgd = _by_seed(res, runs, "sgd")
@@ -211,6 +228,11 @@ def claim_pruning(res: Results, groups: dict[str, list[str]]) -> list[Claim]:
 
 
 def claim_onsets(res: Results, groups: dict[str, list[str]]) -> list[Claim]:
+    """Claim 2 (Fig. 2): later pruning onsets slow learning from the onset on.
+
+    Per experiment, onset and variant: the training loss must equal SGD's up to the onset and its
+    mean from the onset to the end must exceed SGD's, paired by seed.
+    """
     rows = []
     for exp, runs in groups.items():
         sgd = _by_seed(res, runs, "sgd")
@@ -270,6 +292,12 @@ def _spectrum_runs(res: Results, groups) -> dict[str, list[str]]:
 
 
 def claim_spectrum(res: Results, groups) -> list[Claim]:
+    """Claims 3 and 4 (App. B.2): the Hessian spectrum and gradient overlaps of SGD runs.
+
+    Positive-chaotic eigenvalues (λ > 2/η) ≈ 0 per step, negative counts falling and positive ones
+    rising (last tenth of the steps against the first), and the gradient overlapping more with the
+    positive than with the negative eigenspace. Experiments that share SGD runs are measured once.
+    """
     rows, seen = [], []
     for exp, runs in _spectrum_runs(res, groups).items():
         if set(runs) in seen:  # experiments sharing their SGD baselines: measured once
@@ -330,6 +358,11 @@ def claim_spectrum(res: Results, groups) -> list[Claim]:
 
 
 def claim_exponents(res: Results, lyapunov: dict[str, list[str]]) -> list[Claim]:
+    """Claim 5 (App. C.1): finite-time Lyapunov exponents start > 0 and approach 0 from above.
+
+    Uses the SGD runs of the Lyapunov stage: λ1 must be > 0 at every readout and lower at the last
+    readout than at the first, for every seed.
+    """
     rows = []
     for exp, runs in lyapunov.items():
         runs = [r for r in runs if res.settings(r)["variant"] == "sgd"]
@@ -374,6 +407,12 @@ def _converged_step(res: Results, run: str) -> int:
 
 
 def claim_divergence(res: Results, references: dict[str, str], eps: float) -> list[Claim]:
+    """Claims 6 and 7 (Fig. 3, App. C.5): divergence after convergence, its fit, and the bounds.
+
+    For each reference run (labelled by ``references``) and ε = ``eps`` in the reference's dtype:
+    whether the distances keep growing after the training accuracy converged, the median R² of the
+    √(αt² + βt + ε²) fits, and whether e^{λN t}ε ≤ d(t) ≤ e^{λ1 t}ε holds at every readout step.
+    """
     rows = []
     for ref, label in references.items():
         dist = res.table(
@@ -443,6 +482,12 @@ def check_claims(
     references: dict[str, str],
     main_eps: float,
 ) -> pd.DataFrame:
+    """Check every claim against the results under ``results``; one row per claim and experiment.
+
+    ``groups`` maps experiments to their training runs, ``lyapunov`` experiments to their Lyapunov
+    runs, ``references`` ensemble reference runs to labels; ``main_eps`` is the ε of claims 6–7.
+    Rows are sorted by claim number.
+    """
     res = Results(results)
     rows = (
         claim_pruning(res, groups)
@@ -476,6 +521,7 @@ def _fmt(v: float) -> str:
 
 
 def markdown(df: pd.DataFrame, context: str = "") -> str:
+    """The claims table as Markdown, after ``context``, then each verdict's criterion and details."""
     lines = [
         "| # | claim | experiment | quantity | value | 95% CI | seeds | verdict |",
         "|---|---|---|---|---|---|---|---|",
@@ -511,6 +557,10 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Check the paper's claims from the command line; returns the exit status.
+
+    Writes the claims table as Parquet, Markdown and HTML (for the report).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.claims", description="Check the paper's claims against the results."
     )

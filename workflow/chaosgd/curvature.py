@@ -61,6 +61,8 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vmap
 
+from chaosgd.vocab import CURVATURE_METHODS
+
 __all__ = [
     "Eigenpairs",
     "LowRankCheckError",
@@ -71,7 +73,7 @@ __all__ = [
     "hessian_eigenpairs",
 ]
 
-METHODS = ("auto", "dense", "lowrank")
+METHODS = CURVATURE_METHODS
 
 LossFn = Callable[[Tensor], Tensor]
 
@@ -102,6 +104,7 @@ class Eigenpairs:
 
     @property
     def n_params(self) -> int:
+        """N, the number of parameters (rows of ``vectors``)."""
         return int(self.vectors.shape[0])
 
     def nonzero_mask(self) -> Tensor:

@@ -33,12 +33,15 @@ from torchvision.datasets.utils import download_url
 
 from chaosgd import __version__
 from chaosgd.io import atomic_path, file_digest, save_tensors, write_json
+from chaosgd.vocab import DATASETS
 
 IMAGE_SIZE = 16
 
 
 @dataclass(frozen=True)
 class FileSpec:
+    """One source file of a dataset: its role, name on disk and on the mirror, and published md5."""
+
     role: str  # train_images, train_labels, test_images, test_labels, train, test
     name: str  # file name on disk and on the mirror
     md5: str  # published checksum (of the payload for .gz files, of the file otherwise)
@@ -47,6 +50,8 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A dataset this stage can prepare: its source files, download mirrors, native image size."""
+
     name: str
     title: str
     files: tuple[FileSpec, ...]
@@ -65,7 +70,7 @@ _FMNIST_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 SPECS: dict[str, DatasetSpec] = {
     "fmnist": DatasetSpec(
         name="fmnist",
-        title="FashionMNIST",
+        title=DATASETS["fmnist"].title,
         files=tuple(
             FileSpec(role, fname, _FMNIST_PAYLOAD_MD5[fname], True)
             for role, (fname, _) in zip(
@@ -77,7 +82,7 @@ SPECS: dict[str, DatasetSpec] = {
     ),
     "usps": DatasetSpec(
         name="usps",
-        title="USPS",
+        title=DATASETS["usps"].title,
         files=tuple(
             FileSpec(split, fname, md5, False)
             for split, (_, fname, md5) in torchvision.datasets.USPS.split_list.items()
@@ -94,6 +99,8 @@ class DatasetError(RuntimeError):
 
 @dataclass
 class Source:
+    """Where one verified source file came from, as recorded in the manifest."""
+
     role: str
     file: str
     path: str
@@ -335,6 +342,11 @@ def _parse_md5(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Prepare one dataset from the command line; returns the exit status.
+
+    Obtains and verifies the source files, resizes to 16×16, normalizes, and writes the tensors
+    and the manifest.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.datasets",
         description="Obtain, verify, resize (16x16) and normalize a dataset.",

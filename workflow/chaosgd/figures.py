@@ -33,31 +33,36 @@ import pandas as pd
 
 from chaosgd import plotting
 from chaosgd.io import read_parquet
-
-DATASET_TITLES = {"usps": "USPS", "fmnist": "FashionMNIST"}
+from chaosgd.vocab import ARCHITECTURES, DATASETS, FIGURE_KINDS, STRATEGIES
 
 
 @dataclass
 class Run:
+    """A training run: its settings (from ``run.json``) and the results folder with its tables."""
+
     settings: dict
     results: Path
 
     @property
     def run_id(self) -> str:
+        """The run's id, its folder name in every stage."""
         return self.settings["run_id"]
 
     @property
     def condition(self) -> tuple[str, int, float]:
+        """(variant, onset, momentum): what the run's seeds are averaged over."""
         s = self.settings
         return (s["variant"], s["onset"], s["momentum"])
 
     def table(
         self, name: str, columns: list[str] | None = None, stage: str = "train"
     ) -> pd.DataFrame:
+        """Read the run's table ``<stage>/<run_id>/<name>.parquet`` (only ``columns``, if given)."""
         return read_parquet(self.results / stage / self.run_id / f"{name}.parquet", columns=columns)
 
 
 def load_runs(results: str | Path, run_ids: list[str]) -> list[Run]:
+    """The runs ``run_ids`` with their settings read from ``<results>/train/<run>/run.json``."""
     if not run_ids:
         raise ValueError("no runs given")
     results = Path(results)
@@ -80,15 +85,19 @@ def conditions(runs: list[Run]) -> dict[tuple, list[Run]]:
     return {k: groups[k] for k in sorted(groups, key=order)}
 
 
+def _dataset_title(settings: dict) -> str:
+    known = DATASETS.get(settings["dataset"])
+    return known.title if known else settings["dataset"]
+
+
 def title(runs: list[Run], name: str) -> str:
+    """The figure's title: name, dataset, architecture, lr, batch size, number of seeds."""
     s = runs[0].settings
-    arch = (
-        f"MLP-{s['activation']} (h={s['hidden']})"
-        if s["model"] == "mlp"
-        else f"CNN-{s['activation']}"
-    )
+    arch = f"{ARCHITECTURES[s['model']].title}-{s['activation']}"
+    if ARCHITECTURES[s["model"]].uses_hidden:
+        arch += f" (h={s['hidden']})"
     seeds = sorted({r.settings["seed"] for r in runs})
-    return f"{name}: {DATASET_TITLES.get(s['dataset'], s['dataset'])}, {arch}, lr {s['lr']:g}, batch {s['batch_size']}, {len(seeds)} seed(s)"
+    return f"{name}: {_dataset_title(s)}, {arch}, lr {s['lr']:g}, batch {s['batch_size']}, {len(seeds)} seed(s)"
 
 
 def _seed_stats(frames: list[pd.DataFrame], x: str, y: str, window: int):
@@ -127,6 +136,11 @@ def _onset_lines(ax, onsets):
 
 
 def plot_curves(runs: list[Run], name: str, outputs: list[str], window: int = 50) -> None:
+    """Training accuracy and loss per step, mean ± std over seeds (Fig. 1, Fig. 2, App. B.1).
+
+    Batch values smoothed with a moving average of ``window`` steps, as in the paper; pruning onsets
+    are marked by dotted vertical lines.
+    """
     groups = conditions(runs)
     onsets = sorted({k[1] for k in groups})
     show_m = len({k[2] for k in groups}) > 1
@@ -153,8 +167,8 @@ def plot_curves(runs: list[Run], name: str, outputs: list[str], window: int = 50
 
 
 def plot_validation(runs: list[Run], name: str, outputs: list[str]) -> None:
+    """Validation and full training-set accuracy and loss per epoch, mean ± std (App. B.1)."""
     groups = conditions(runs)
-    onsets = sorted({k[1] for k in groups})
     show_m = len({k[2] for k in groups}) > 1
     fig, (ax_acc, ax_loss) = plotting.figure(2)
     for ax, split_col, style, lab in (
@@ -185,6 +199,11 @@ SPECTRUM_PANELS = (
 
 
 def plot_spectrum(runs: list[Run], name: str, outputs: list[str], window: int = 50) -> None:
+    """Hessian spectrum per step (App. B.2): counts of negative, positive and positive-chaotic
+    (λ > 2/η) eigenvalues, and the gradient's overlap with the positive and negative eigenspaces.
+
+    Only runs that recorded the spectrum are drawn; raises ``ValueError`` when none did.
+    """
     runs = [r for r in runs if "n_negative" in r.table("steps").columns]
     if not runs:
         raise ValueError(f"{name}: no run recorded the Hessian spectrum (training.spectrum)")
@@ -221,6 +240,11 @@ def _run_label(run: Run, runs: list[Run]) -> str:
 
 
 def plot_exponents(runs: list[Run], name: str, outputs: list[str]) -> None:
+    """Finite-time Lyapunov exponents over training, one line per run (App. C.1).
+
+    Panels: λ1 and λN; the median with the outermost recorded quantiles; the numbers of chaotic
+    (λ > 0) and non-chaotic (λ < 0) exponents.
+    """
     fig, (ax_ext, ax_q, ax_n) = plotting.figure(3)
     colours = plt_colours(len(runs))
     for run, colour in zip(runs, colours):
@@ -267,6 +291,9 @@ def plot_exponents(runs: list[Run], name: str, outputs: list[str]) -> None:
 
 
 def plot_subspaces(runs: list[Run], name: str, outputs: list[str]) -> None:
+    """Similarity of the chaotic and non-chaotic Lyapunov subspaces to the previous readout's,
+    and their dimensions, per run (App. C.2).
+    """
     fig, (ax_sim, ax_dim) = plotting.figure(2)
     for run, colour in zip(runs, plt_colours(len(runs))):
         df = run.table("subspaces", stage="lyapunov")
@@ -326,21 +353,24 @@ def _curve(df: pd.DataFrame, strategy: str, eps: float, dtype: str) -> pd.DataFr
 
 def _strategies(df: pd.DataFrame) -> list[str]:
     present = set(df["strategy"])
-    return [s for s in plotting.STRATEGY_STYLE if s in present]
+    return [s for s in plotting.strategy_order() if s in present]
 
 
 def _ref_title(run: Run) -> str:
     s = run.settings
-    return f"{DATASET_TITLES.get(s['dataset'], s['dataset'])}, seed {s['seed']}"
+    return f"{_dataset_title(s)}, seed {s['seed']}"
 
 
 def plot_divergence(runs: list[Run], name: str, outputs: list[str], eps: float) -> None:
+    """Distance of each perturbed copy to its reference over training, per strategy, ε = ``eps``
+    (Fig. 3a); one panel per reference run, in the reference's dtype.
+    """
     fig, axes = plotting.figure(len(runs), height=2.6)
     for tag, (ax, run) in zip("abcdefgh", zip(axes, runs)):
         df = run.table("distances", stage="ensembles")
         dtype = _main_dtype(run, df)
         for strategy in _strategies(df):
-            label, colour = plotting.STRATEGY_STYLE[strategy]
+            label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
             c = _curve(df, strategy, eps, dtype)
             ax.plot(c["step"], c["distance"], color=colour, label=label if ax is axes[0] else None)
         ax.set_xlabel("step")
@@ -358,6 +388,9 @@ def plot_divergence(runs: list[Run], name: str, outputs: list[str], eps: float) 
 
 
 def plot_fit(runs: list[Run], name: str, outputs: list[str], eps: float) -> None:
+    """The distances of the first run with their √(αt² + βt + ε²) fits, and between the Lyapunov
+    bounds e^{λN t}ε and e^{λ1 t}ε on a log scale (Fig. 3b).
+    """
     run = runs[0]
     df = run.table("distances", stage="ensembles")
     fits = run.table("fits", stage="fits")
@@ -365,7 +398,7 @@ def plot_fit(runs: list[Run], name: str, outputs: list[str], eps: float) -> None
     dtype = _main_dtype(run, df)
     fig, (ax_fit, ax_b) = plotting.figure(2)
     for strategy in _strategies(df):
-        label, colour = plotting.STRATEGY_STYLE[strategy]
+        label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
         c = _curve(df, strategy, eps, dtype)
         f = _curve(fits, strategy, eps, dtype).iloc[0]
         t = c["step"].to_numpy(dtype=float)
@@ -403,6 +436,9 @@ def plot_fit(runs: list[Run], name: str, outputs: list[str], eps: float) -> None
 
 
 def plot_sweep(runs: list[Run], name: str, outputs: list[str]) -> None:
+    """The ε sweep of the first run (App. C.3): distance curves per strategy, one line per ε,
+    and the final training and validation accuracy of the perturbed copies against ε.
+    """
     run = runs[0]
     df = run.table("distances", stage="ensembles")
     members = run.table("members", stage="ensembles")
@@ -422,12 +458,12 @@ def plot_sweep(runs: list[Run], name: str, outputs: list[str]) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("distance")
-        ax.set_title(f"({tag}) {plotting.STRATEGY_STYLE[strategy][0]}", loc="left")
+        ax.set_title(f"({tag}) {STRATEGIES[strategy].label}", loc="left")
     ax = axes[-1]
     m = members[members["dtype"] == dtype]
     ref = m[m["strategy"] == "reference"].iloc[0]
     for strategy in strategies:
-        label, colour = plotting.STRATEGY_STYLE[strategy]
+        colour = STRATEGIES[strategy].colour
         rows = m[m["strategy"] == strategy].sort_values("eps")
         ax.plot(rows["eps"], rows["train_acc"], color=colour, marker="o", ms=3)
         ax.plot(rows["eps"], rows["val_acc"], color=colour, marker="s", ms=3, linestyle="--")
@@ -443,6 +479,9 @@ def plot_sweep(runs: list[Run], name: str, outputs: list[str]) -> None:
 
 
 def plot_precision(runs: list[Run], name: str, outputs: list[str]) -> None:
+    """Small perturbations (ε ≤ 0.1) in each dtype of the first run, d(t)/ε per strategy: float32
+    against float64, each against its own reference (App. C.4).
+    """
     run = runs[0]
     df = run.table("distances", stage="ensembles")
     strategies = _strategies(df)
@@ -467,7 +506,7 @@ def plot_precision(runs: list[Run], name: str, outputs: list[str]) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("d(t) / ε")
-        ax.set_title(f"({tag}) {plotting.STRATEGY_STYLE[strategy][0]}", loc="left")
+        ax.set_title(f"({tag}) {STRATEGIES[strategy].label}", loc="left")
     fig.suptitle(
         title(runs, name)
         + "\nsmall perturbations: "
@@ -483,6 +522,9 @@ def plot_precision(runs: list[Run], name: str, outputs: list[str]) -> None:
 
 
 def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> None:
+    """Distances against the Lyapunov bounds e^{λN t}ε ≤ d(t) ≤ e^{λ1 t}ε at the readout steps, one
+    panel per strategy, with the fraction of steps where each bound holds (App. C.5).
+    """
     run = runs[0]
     bounds = run.table("bounds", stage="fits")
     fits = run.table("fits", stage="fits")
@@ -492,10 +534,10 @@ def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> N
         else bounds["dtype"].iloc[0]
     )
     b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)]
-    strategies = [s for s in plotting.STRATEGY_STYLE if s in set(b["strategy"])]
+    strategies = [s for s in plotting.strategy_order() if s in set(b["strategy"])]
     fig, axes = plotting.figure(len(strategies), height=2.2, rows=2)
     for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
-        label, colour = plotting.STRATEGY_STYLE[strategy]
+        label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
         c = b[b["strategy"] == strategy].sort_values("step")
         f = _curve(fits, strategy, eps, dtype).iloc[0]
         for col, col_colour, marker, style, name in (
@@ -523,6 +565,7 @@ def plot_bounds(runs: list[Run], name: str, outputs: list[str], eps: float) -> N
 
 
 def plt_colours(n: int) -> list[str]:
+    """``n`` distinct colours (tab10, cycling)."""
     return [plotting.matplotlib.colormaps["tab10"](i % 10) for i in range(n)]
 
 
@@ -538,10 +581,10 @@ PLOTS = {
     "precision": plot_precision,
     "bounds": plot_bounds,
 }
-NEEDS_EPS = {"divergence", "fit", "bounds"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Draw one figure from the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.figures", description="Draw a figure from training results."
     )
@@ -554,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         extra = {}
-        if args.kind in NEEDS_EPS:
+        if FIGURE_KINDS[args.kind].main_eps:
             if args.eps is None:
                 raise ValueError(f"{args.kind} needs --eps")
             extra["eps"] = args.eps

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import lsq_linear
 
+from chaosgd.exponents import EXACT_METHODS, exact_readouts
 from chaosgd.io import read_parquet, write_parquet
 
 __all__ = [
@@ -34,14 +35,10 @@ __all__ = [
     "fit_divergence",
     "BoundsResult",
     "bounds",
-    "EXACT_METHODS",
     "fit_table",
     "main",
 ]
 
-# readouts of the Lyapunov stage that are exact (Jacobi SVD of the tangent map's factor);
-# "benettin" rows (and a "qr_diagonal" fallback) are QR-diagonal estimates
-EXACT_METHODS = ("svd", "svd_deflated")
 GROUP = ["dtype", "strategy", "eps"]
 
 
@@ -66,6 +63,7 @@ class FitResult:
     constrained: bool = True
 
     def predict(self, t: np.ndarray, eps: float) -> np.ndarray:
+        """The fitted distance √(αt² + βt + ε²) at steps ``t`` (clipped at 0 under the root)."""
         t = np.asarray(t, dtype=np.float64)
         return np.sqrt(np.maximum(self.alpha * t**2 + self.beta * t + eps**2, 0.0))
 
@@ -140,18 +138,6 @@ class BoundsResult:
     lower_holds: float
     upper_holds: float
     n: int
-
-
-def exact_readouts(
-    exponents_df: pd.DataFrame, methods: tuple[str, ...] = EXACT_METHODS
-) -> pd.DataFrame:
-    """The exponent rows of the exact readouts (step, lambda_1, lambda_N), one per step."""
-    missing = {"step", "method", "lambda_1", "lambda_N"} - set(exponents_df.columns)
-    if missing:
-        raise ValueError(f"exponents table lacks columns {sorted(missing)}")
-    rows = exponents_df[exponents_df["method"].isin(methods)]
-    rows = rows[["step", "lambda_1", "lambda_N"]].drop_duplicates("step", keep="last")
-    return rows.sort_values("step", kind="stable").reset_index(drop=True)
 
 
 def bounds(
@@ -258,6 +244,10 @@ def fit_table(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Fit every distance curve and check the Lyapunov bounds from the command line.
+
+    Returns the exit status.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.fits",
         description="Fit d(t) = sqrt(alpha t^2 + beta t + eps^2) to every ensemble member's distance "

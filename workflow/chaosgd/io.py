@@ -62,6 +62,7 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
     return json.loads(Path(path).read_text())
 
 
@@ -72,6 +73,7 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet table (only ``columns``, if given)."""
     return pd.read_parquet(path, columns=columns, engine="pyarrow")
 
 

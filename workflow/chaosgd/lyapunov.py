@@ -25,175 +25,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from chaosgd import train
-from chaosgd.curvature import Eigenpairs
+from chaosgd.exponents import classify
 from chaosgd.io import save_tensors, write_parquet
 from chaosgd.models import flat_params
 from chaosgd.settings import RunSettings
-from chaosgd.tangent import LyapunovReadout, TangentMap
-
-
-def readout_steps(total: int, readouts: int) -> list[int]:
-    """``readouts`` steps evenly spaced over ``total``, the last one at ``total``."""
-    return sorted({max(1, round(k * total / readouts)) for k in range(1, readouts + 1)})
-
-
-def classify(exponents: np.ndarray, t: int, neutral_tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the chaotic (λ t > tol) and non-chaotic (λ t < −tol) exponents."""
-    growth = exponents * t
-    return growth > neutral_tol, growth < -neutral_tol
-
-
-def summary(exponents: np.ndarray, t: int, neutral_tol: float, quantiles: list[float]) -> dict:
-    pos, neg = classify(exponents, t, neutral_tol)
-    row = {
-        "lambda_1": float(exponents.max()),
-        "lambda_N": float(exponents.min()),
-        "n_positive": int(pos.sum()),
-        "n_negative": int(neg.sum()),
-        "n_neutral": int(len(exponents) - pos.sum() - neg.sum()),
-    }
-    for q, v in zip(quantiles, np.quantile(exponents, quantiles)):
-        row[f"q{q:g}"] = float(v)
-    return row
-
-
-def subspace_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared cosine of the principal angles between span(a) and span(b) (orthonormal
-    columns), normalized by the smaller dimension; NaN when either is empty."""
-    k = min(a.shape[1], b.shape[1])
-    if k == 0:
-        return float("nan")
-    return float(np.linalg.norm(a.T @ b) ** 2 / k)
-
-
-class TangentHook:
-    """Follows a :class:`chaosgd.train.Trainer` with a tangent map and reads it out."""
-
-    def __init__(
-        self,
-        n: int,
-        settings: RunSettings,
-        total_steps: int,
-        readouts: int,
-        quantiles: list[float],
-        neutral_tol: float,
-        reorth_every: int,
-        device: torch.device,
-    ):
-        self.s = settings
-        self.tangent = TangentMap(n, torch.float64, device, reorth_every=reorth_every)
-        self.exact_steps = set(readout_steps(total_steps, readouts))
-        self.quantiles = list(quantiles)
-        self.neutral_tol = neutral_tol
-        self.rows: list[dict] = []
-        self.subspace_rows: list[dict] = []
-        # chaotic / non-chaotic subspaces of the last exact readout, and its step
-        self.previous: dict[str, np.ndarray] | None = None
-        self.previous_step = -1
-        self.last: LyapunovReadout | None = None
-        self.seconds = {"tangent": 0.0, "readout": 0.0}
-
-    def after_step(self, step: int, eig: Eigenpairs | None, pruned: torch.Tensor | None) -> None:
-        if eig is None:
-            raise RuntimeError("the tangent map needs the Hessian eigenpairs of every step")
-        keep = eig.nonzero_mask()
-        if pruned is not None and pruned.numel():
-            keep[pruned.to(keep.device)] = False
-        values, vectors = eig.values[keep], eig.vectors[:, keep]
-        t0 = time.perf_counter()
-        if self.s.momentum:
-            self.tangent.step_momentum(self.s.lr, self.s.momentum, values, vectors)
-        else:
-            self.tangent.step_sgd(self.s.lr, values, vectors)
-        self.seconds["tangent"] += time.perf_counter() - t0
-        t = self.tangent.t
-        if t in self.exact_steps:
-            self._exact(t)
-
-    def _exact(self, t: int) -> None:
-        t0 = time.perf_counter()
-        out = self.tangent.readout()
-        if out.vectors is None:
-            raise RuntimeError(f"step {t}: the exact readout failed ({out.method})")
-        pos, neg = classify(out.exponents, t, self.neutral_tol)
-        current = {"chaotic": out.vectors[:, pos], "nonchaotic": out.vectors[:, neg]}
-        if self.previous is not None:
-            row = {"step": t, "previous_step": self.previous_step}
-            for name in ("chaotic", "nonchaotic"):
-                row[f"dim_{name}"] = int(current[name].shape[1])
-                row[f"similarity_{name}"] = subspace_similarity(self.previous[name], current[name])
-            self.subspace_rows.append(row)
-        self.previous, self.previous_step = current, t
-        self.last = out
-        seconds = time.perf_counter() - t0
-        self.seconds["readout"] += seconds
-        self.rows.append(
-            {
-                "step": t,
-                "method": out.method,
-                **summary(out.exponents, t, self.neutral_tol, self.quantiles),
-                "log_range": out.log_range,
-                "seconds": seconds,
-            }
-        )
-        print(
-            f"step {t}: exact readout ({out.method}) in {seconds:.1f} s: "
-            f"lambda_1 {out.exponents[0]:.3e}, lambda_N {out.exponents[-1]:.3e}",
-            file=sys.stderr,
-        )
-
-    # checkpoints: everything as tensors and plain lists
-    def state_dict(self) -> dict:
-        prev = None
-        if self.previous is not None:
-            prev = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.previous.items()}
-        return {
-            "tangent": self.tangent.state_dict(),
-            "rows": self.rows,
-            "subspace_rows": self.subspace_rows,
-            "previous": prev,
-            "previous_step": self.previous_step,
-            "seconds": self.seconds,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.tangent.load_state_dict(state["tangent"])
-        self.rows = state["rows"]
-        self.subspace_rows = state["subspace_rows"]
-        prev = state["previous"]
-        self.previous = None if prev is None else {k: v.numpy() for k, v in prev.items()}
-        self.previous_step = int(state["previous_step"])
-        self.seconds = state["seconds"]
-
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        exps = pd.DataFrame(self.rows)
-        subs = pd.DataFrame(
-            self.subspace_rows,
-            columns=[
-                "step",
-                "previous_step",
-                "dim_chaotic",
-                "similarity_chaotic",
-                "dim_nonchaotic",
-                "similarity_nonchaotic",
-            ],
-        )
-        for df in (exps, subs):
-            for col in df.columns:
-                if col.startswith(("n_", "dim_")) or col == "previous_step":
-                    df[col] = df[col].astype(np.int32)
-                if col == "step":
-                    df[col] = df[col].astype(np.int64)
-        return exps, subs
-
+from chaosgd.tangent import LyapunovReadout
+from chaosgd.tangent_hook import TangentHook
+from chaosgd.training import (
+    OUTPUTS,
+    Trainer,
+    TrainingError,
+    add_io_arguments,
+    write_outputs,
+)
 
 LYAP_OUTPUTS = {
     "exponents": "exponents.parquet",
@@ -203,6 +52,7 @@ LYAP_OUTPUTS = {
 
 
 def add_lyapunov_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the Lyapunov options (readouts, quantiles, neutral tolerance, QR folding) to a parser."""
     lyap = parser.add_argument_group("Lyapunov spectra")
     lyap.add_argument("--readouts", type=int, required=True, help="exact (SVD) readouts")
     lyap.add_argument("--quantiles", type=float, nargs="+", required=True, help="quantiles")
@@ -220,11 +70,11 @@ def make_trainer(
     args: argparse.Namespace,
     checkpoint: str | Path | None = None,
     progress: bool = True,
-) -> tuple[train.Trainer, TangentHook, torch.Tensor]:
+) -> tuple[Trainer, TangentHook, torch.Tensor]:
     """A training run with a tangent map attached, and the run's initial parameters."""
     if not settings.spectrum:
         raise ValueError(f"run {settings.run_id}: the tangent map needs spectrum: true")
-    trainer = train.Trainer(settings, data, checkpoint=checkpoint, progress=progress)
+    trainer = Trainer(settings, data, checkpoint=checkpoint, progress=progress)
     theta0 = flat_params(trainer.model).to(torch.float64).cpu()
     hook = TangentHook(
         n=theta0.numel(),
@@ -241,6 +91,10 @@ def make_trainer(
 
 
 def write_spectrum(path, final: LyapunovReadout, neutral_tol: float, theta0, run_id: str) -> None:
+    """Write ``spectrum_final.pt``: the final readout's exponents and Lyapunov vectors, the
+    numbers of chaotic and non-chaotic exponents, and the run's initial parameters θ(0) (what
+    the ensembles stage needs to perturb them).
+    """
     pos, neg = classify(final.exponents, final.t, neutral_tol)
     save_tensors(
         {
@@ -259,6 +113,10 @@ def write_spectrum(path, final: LyapunovReadout, neutral_tol: float, theta0, run
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train one run with its tangent map from the command line; returns the exit status.
+
+    Writes the training outputs and the finite-time Lyapunov spectra.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.lyapunov",
         description="Train one run with its tangent map; write the training outputs and the "
@@ -266,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     RunSettings.add_arguments(parser)
     add_lyapunov_arguments(parser)
-    train.add_io_arguments(parser, train.OUTPUTS + tuple(LYAP_OUTPUTS))
+    add_io_arguments(parser, OUTPUTS + tuple(LYAP_OUTPUTS))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
@@ -275,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             settings, args.data, args, args.checkpoint, not args.no_progress
         )
         result = trainer.run()
-    except (train.TrainingError, ValueError) as exc:
+    except (TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     final = hook.last
@@ -290,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         "final_method": final.method,
         "reorth_every": args.reorth_every,
     }
-    outputs = {k: getattr(args, f"out_{k}") for k in train.OUTPUTS}
-    train.write_outputs(result, settings, trainer.device, outputs)
+    outputs = {k: getattr(args, f"out_{k}") for k in OUTPUTS}
+    write_outputs(result, settings, trainer.device, outputs)
     if trainer.checkpoint is not None:
         trainer.checkpoint.unlink(missing_ok=True)
     pos, neg = classify(final.exponents, final.t, args.neutral_tol)

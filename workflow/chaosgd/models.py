@@ -2,7 +2,7 @@
 
 Everything curvature-related (Hessians, tangent maps, CGD projections) works on a flat 1-D
 parameter vector θ laid out in ``model.named_parameters()`` order. This module builds the two
-architectures of NOTES.md and converts between the module and that flat view:
+architectures of the paper (Sec. 3 and App. B.1) and converts between the module and that flat view:
 
 * :func:`build_model` -- MLP 256→h→10 or the small CNN, PyTorch default initialisation.
 * :func:`flat_params` / :func:`unflatten` / :func:`assign_flat_params` -- module ⇄ θ.
@@ -19,8 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from chaosgd.vocab import ACTIVATIONS, ARCHITECTURES
+
 __all__ = [
-    "ARCHS",
+    "ARCHITECTURES",
     "ACTIVATIONS",
     "build_model",
     "num_params",
@@ -34,9 +36,7 @@ __all__ = [
     "make_batched_loss_fn",
 ]
 
-ARCHS = ("mlp", "cnn")
-ACTIVATIONS = ("relu", "sigmoid")
-INPUT_SIDE = 16  # USPS is 16×16; FashionMNIST is resized to it (NOTES.md)
+INPUT_SIDE = 16  # USPS is 16×16; FashionMNIST is resized to it (Sec. 3 of the paper)
 
 
 def _activation(activation: str) -> nn.Module:
@@ -58,8 +58,8 @@ def build_model(
     linear 8→``n_classes``, padding 1 everywhere (1158 parameters). ``hidden`` is ignored by the
     CNN. Parameters get PyTorch's default initialisation, so seed torch before calling.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {tuple(ARCHITECTURES)}, got {arch!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if int(hidden) < 1:

@@ -6,12 +6,16 @@ that the planning is testable without Snakemake.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import os
 import re
 import shlex
+from pathlib import Path
 
-from chaosgd.settings import RunSettings, Variant
+from chaosgd.settings import ROLES, RUN_ID_SUFFIX, TOP_LEVEL, RunSettings, Variant
+from chaosgd.vocab import ARCHITECTURES, FIGURE_KINDS
 
 
 def datasets_args(config: dict, dataset: str) -> str:
@@ -37,24 +41,59 @@ def datasets_args(config: dict, dataset: str) -> str:
 
 # --- training runs ----------------------------------------------------------------------
 
-# experiment keys that override training settings when not null
-OVERRIDES = ("lr", "batch_size", "epochs", "train_size", "dtype", "spectrum")
+# experiment keys that override training settings when not null; those that change the
+# trajectory are spelled in the run id, those that change only what is recorded are merged
+OVERRIDES = tuple(k for k, role in ROLES.items() if role in ("override", "recorded"))
+SPELLED = tuple(k for k, role in ROLES.items() if role == "override")
+RECORDED = tuple(k for k, role in ROLES.items() if role == "recorded")
 
 
-def run_id(exp: dict, variant: str, onset: int, momentum: float, seed: int) -> str:
-    """Readable run name, e.g. ``usps_mlp-relu20_cgd-chaotic_on2000_m0_s1``."""
-    arch = (
-        f"mlp-{exp['activation']}{exp['hidden']}"
-        if exp["model"] == "mlp"
-        else (f"cnn-{exp['activation']}")
-    )
+def _overrides(exp: dict, training: dict) -> dict:
+    """The experiment's training-setting overrides that differ from the training section's."""
+    return {k: exp[k] for k in SPELLED if exp.get(k) is not None and exp[k] != training[k]}
+
+
+def run_id(
+    exp: dict, variant: str, onset: int, momentum: float, seed: int, training: dict | None = None
+) -> str:
+    """Readable run name, e.g. ``usps_mlp-relu20_cgd-chaotic_on2000_m0_s1``.
+
+    It spells every setting that may differ between two runs of one config
+    (:data:`chaosgd.settings.ROLES`): the experiment's own keys and, given the ``training``
+    section, each training setting the experiment overrides with another value (``_lr0.01``).
+    """
+    arch = exp["model"]
+    if ARCHITECTURES[arch].uses_hidden:
+        arch += f"-{exp['activation']}{exp['hidden']}"
+    else:
+        arch += f"-{exp['activation']}"
     parts = [exp["dataset"], arch, variant]
     if onset:
         parts.append(f"on{onset}")
     parts += [f"m{momentum:g}", f"s{seed}"]
+    for key, value in _overrides(exp, training or {}).items() if training else ():
+        parts.append(RUN_ID_SUFFIX[key](value))
     if exp.get("tag"):
         parts.append(exp["tag"])
     return "_".join(parts)
+
+
+def _settings(config: dict, exp: dict, **run) -> RunSettings:
+    """The run's settings: ``run``'s values, the experiment's, its overrides, the shared ones."""
+    training = config["training"]
+    values = dict(run)
+    for name, role in ROLES.items():
+        if role == "identity" and name not in values:
+            values[name] = exp[name]
+        elif role in ("override", "recorded"):
+            values[name] = exp[name] if exp.get(name) is not None else training[name]
+        elif role == "shared":
+            values[name] = config[name] if name in TOP_LEVEL else training[name]
+    types = {f.name: f.type for f in dataclasses.fields(RunSettings)}
+    for name, kind in types.items():
+        if kind == "float":
+            values[name] = float(values[name])
+    return RunSettings(**values)
 
 
 def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[str]]]:
@@ -76,39 +115,29 @@ def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[st
                 f"experiments[{name}].dataset: {exp['dataset']!r} is not configured under "
                 f"datasets (configured: {sorted(config['datasets'])})"
             )
-        resolved = dict(training)
-        resolved.update({k: exp[k] for k in OVERRIDES if exp.get(k) is not None})
         groups[name] = []
         for variant in exp["variants"]:
             is_cgd = Variant.parse(variant).optimizer == "cgd"
             for onset in exp["onsets"] if is_cgd else [0]:
                 for momentum in exp["momentum"]:
                     for seed in exp["seeds"]:
-                        rid = run_id(exp, variant, onset, momentum, seed)
-                        settings = RunSettings(
+                        rid = run_id(exp, variant, onset, momentum, seed, training)
+                        settings = _settings(
+                            config,
+                            exp,
                             run_id=rid,
-                            dataset=exp["dataset"],
-                            model=exp["model"],
-                            activation=exp["activation"],
-                            hidden=exp["hidden"],
                             variant=variant,
                             onset=onset,
-                            momentum=float(momentum),
+                            momentum=momentum,
                             seed=seed,
-                            lr=float(resolved["lr"]),
-                            batch_size=resolved["batch_size"],
-                            epochs=resolved["epochs"],
-                            dtype=resolved["dtype"],
-                            train_size=resolved["train_size"],
-                            test_size=resolved["test_size"],
-                            subset_seed=resolved["subset_seed"],
-                            evals_per_epoch=resolved["evals_per_epoch"],
-                            spectrum=resolved["spectrum"],
-                            curvature=resolved["curvature"],
-                            noise_scale=float(resolved["noise_scale"]),
-                            checkpoint_every=resolved["checkpoint_every"],
-                            device=config["device"],
                         )
+                        if rid in runs:
+                            # a shared run records what any of its experiments asks of it
+                            merged = {
+                                k: getattr(runs[rid], k) or getattr(settings, k) for k in RECORDED
+                            }
+                            settings = dataclasses.replace(settings, **merged)
+                            runs[rid] = dataclasses.replace(runs[rid], **merged)
                         if rid in runs and runs[rid] != settings:
                             raise ValueError(
                                 f"experiments {owner[rid]!r} and {name!r} both define run "
@@ -166,6 +195,16 @@ def lyapunov_runs(
     return forced, selected
 
 
+def plan_runs(
+    config: dict,
+) -> tuple[dict[str, RunSettings], dict[str, list[str]], dict[str, list[str]]]:
+    """Every run of the config (with the tangent-map runs' spectrum forced on), each
+    experiment's runs, and each experiment's runs that carry a tangent map."""
+    runs, groups = expand_runs(config)
+    runs, lyapunov = lyapunov_runs(config, runs, groups)
+    return runs, groups, lyapunov
+
+
 def lyapunov_args(config: dict) -> str:
     """The Lyapunov settings of ``python -m chaosgd.lyapunov`` (beside the run's settings)."""
     lyap = config["lyapunov"]
@@ -196,110 +235,16 @@ class Figure:
 
     @property
     def category(self) -> str:
-        return FIGURE_KINDS[self.kind][0]
-
-
-# kind -> (report category, what the figure shows, the paper figures it reproduces)
-FIGURE_KINDS = {
-    "curves": (
-        "Training curves",
-        "Training accuracy and loss of every minibatch step, moving average of 50 steps, mean "
-        "± std over seeds; dotted vertical lines mark pruning onsets.",
-        "Fig. 1 (SGD vs CGD pruning the chaotic, negative, positive spectrum), Fig. 2 (pruning "
-        "onsets), App. B.1 (FashionMNIST, CNN)",
-    ),
-    "validation": (
-        "Training curves",
-        "Validation (solid) and full training-set (dashed) accuracy and loss per epoch, mean ± "
-        "std over seeds.",
-        "App. B.1 (validation curves)",
-    ),
-    "spectrum": (
-        "Hessian spectrum",
-        "Per step: the numbers of negative, positive and positive-chaotic (λ > 2/η) eigenvalues "
-        "of the minibatch Hessian, and the fraction of the squared gradient norm in the positive "
-        "and negative eigenspaces; moving average of 50 steps.",
-        "App. B.2",
-    ),
-    "exponents": (
-        "Lyapunov spectra",
-        "Finite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map over training: λ1, λN, "
-        "quantiles, and the numbers of chaotic (λ > 0) and non-chaotic (λ < 0) directions, from "
-        "exact Jacobi-SVD readouts of the tangent map.",
-        "App. C.1",
-    ),
-    "divergence": (
-        "Perturbed ensembles",
-        "Distance ‖θ_B(t) − θ_A(t)‖ between the reference A and copies B of it perturbed at "
-        "initialization by ε along 5 directions of its final Lyapunov spectrum: max chaos (top "
-        "vector), max convergence (bottom vector), random chaotic and random non-chaotic "
-        "combinations, and a random direction; same seed and batch order. One panel per "
-        "reference.",
-        "Fig. 3a",
-    ),
-    "fit": (
-        "Perturbed ensembles",
-        "Distance curves (solid), the least-squares fit of √(αt² + βt + ε²) to d² (dashed, R² in "
-        "the legend) and the Lyapunov bounds e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε at the readout "
-        "steps (shaded).",
-        "Fig. 3b",
-    ),
-    "sweep": (
-        "Perturbed ensembles",
-        "The ε sweep: distance curves for every ε per direction, and the members' final "
-        "training and validation accuracy against ε.",
-        "App. C.3",
-    ),
-    "precision": (
-        "Perturbed ensembles",
-        "Small perturbations trained in float32 (wide, light) and float64 (thin, dashed), each "
-        "against its own reference: d(t)/ε per direction. Where the float32 curves turn erratic and the "
-        "float64 ones do not, the erratic behaviour is round-off.",
-        "App. C.4 (the paper's open question on small ε)",
-    ),
-    "bounds": (
-        "Perturbed ensembles",
-        "Distance against the Lyapunov bounds e^{λN(t)t}ε (lower) and e^{λ1(t)t}ε (upper) at "
-        "the exact readout steps, per direction, with the fraction of steps where each holds.",
-        "App. C.5",
-    ),
-    "subspaces": (
-        "Lyapunov spectra",
-        "Similarity ‖V_prevᵀV‖²_F / min(dim) of the chaotic and non-chaotic Lyapunov subspaces "
-        "between consecutive exact readouts, and their dimensions.",
-        "App. C.2",
-    ),
-}
-
-
-# result files each kind of figure reads, per run
-FIGURE_FILES = {
-    "curves": ("train/{run}/steps.parquet", "train/{run}/run.json"),
-    "validation": ("train/{run}/epochs.parquet", "train/{run}/run.json"),
-    "spectrum": ("train/{run}/steps.parquet", "train/{run}/run.json"),
-    "exponents": ("lyapunov/{run}/exponents.parquet", "train/{run}/run.json"),
-    "subspaces": ("lyapunov/{run}/subspaces.parquet", "train/{run}/run.json"),
-    "divergence": ("ensembles/{run}/distances.parquet", "train/{run}/run.json"),
-    "fit": (
-        "ensembles/{run}/distances.parquet",
-        "fits/{run}/fits.parquet",
-        "fits/{run}/bounds.parquet",
-        "train/{run}/run.json",
-    ),
-    "sweep": (
-        "ensembles/{run}/distances.parquet",
-        "ensembles/{run}/members.parquet",
-        "train/{run}/run.json",
-    ),
-    "precision": ("ensembles/{run}/distances.parquet", "train/{run}/run.json"),
-    "bounds": ("fits/{run}/bounds.parquet", "fits/{run}/fits.parquet", "train/{run}/run.json"),
-}
+        """The report's category of the figure's kind."""
+        return FIGURE_KINDS[self.kind].category
 
 
 def describe_runs(runs: list[RunSettings]) -> str:
     """The settings of a set of runs in one sentence (for captions)."""
     first = runs[0]
-    arch = f"MLP 256-{first.hidden}-10" if first.model == "mlp" else "CNN"
+    arch = ARCHITECTURES[first.model].title
+    if ARCHITECTURES[first.model].uses_hidden:
+        arch += f" 256-{first.hidden}-10"
     values = lambda field: sorted({getattr(r, field) for r in runs})  # noqa: E731
     text = (
         f"{first.dataset}, {arch} ({first.activation}), lr {first.lr:g}, batch "
@@ -325,11 +270,11 @@ def _figure(
     options: tuple[str, ...] = (),
     note: str = "",
 ) -> Figure:
-    inputs = tuple(f"results/{f.format(run=r)}" for r in runs for f in FIGURE_FILES[kind])
-    _, shows, paper = FIGURE_KINDS[kind]
+    spec = FIGURE_KINDS[kind]
+    inputs = tuple(f"results/{f.format(run=r)}" for r in runs for f in spec.files)
     caption = (
-        f"{shows} Experiment {experiment}: {describe_runs([settings[r] for r in runs])}"
-        f"{note} Reproduces {paper} of the paper."
+        f"{spec.shows} Experiment {experiment}: {describe_runs([settings[r] for r in runs])}"
+        f"{note} Reproduces {spec.paper} of the paper."
     )
     return Figure(name, kind, experiment, tuple(runs), inputs, caption, options)
 
@@ -341,44 +286,44 @@ def figures(
     references: dict[str, str] | None = None,
     ensembles: dict | None = None,
 ) -> dict[str, Figure]:
-    """Every figure of the config, by name.
+    """Every figure of the config, by name, as :data:`chaosgd.vocab.FIGURE_KINDS` says.
 
-    Each experiment gets its curves (named after it: fig1, fig2, figB1_fmnist, ...), its
-    validation curves (``<name>_validation``) and, when its runs recorded the Hessian spectrum,
-    the App. B.2 spectrum figure (``figB2_<name>``); an experiment with runs that carry a
-    tangent map (selected under ``lyapunov.runs`` for that experiment) gets App. C.1
-    (``figC1_<name>``, exponents over training) and C.2 (``figC2_<name>``, subspace stability).
-    Perturbed ensembles (``references``: run -> label, with the ``ensembles`` config) give
-    ``fig3a`` (all references) and per reference ``fig3b_<label>``, ``figC3_<label>``,
-    ``figC4_<label>`` and ``figC5_<label>``.
+    Each experiment gets the kinds of scope ``experiment`` (its curves, named after it: fig1,
+    fig2, figB1_fmnist, ..., and its validation curves); when its runs recorded the Hessian
+    spectrum, those of scope ``spectral`` (App. B.2); when runs of it carry a tangent map
+    (selected under ``lyapunov.runs``), those of scope ``tangent`` (App. C.1, C.2). Perturbed
+    ensembles (``references``: run -> label, with the ``ensembles`` config) give the kinds of
+    scope ``references`` (all references: fig3a) and ``reference`` (each: fig3b, C.3-C.5).
     """
     out: list[Figure] = []
+    by_scope: dict[str, list] = {}
+    for kind in FIGURE_KINDS.values():
+        by_scope.setdefault(kind.scope, []).append(kind)
     for name, members in groups.items():
-        out.append(_figure(name, "curves", name, members, runs))
-        out.append(_figure(f"{name}_validation", "validation", name, members, runs))
-        spectral = [r for r in members if runs[r].needs_spectrum]
-        if spectral:
-            out.append(_figure(f"figB2_{name}", "spectrum", name, spectral, runs))
-        tangent = lyapunov.get(name, [])
-        if tangent:
-            out.append(_figure(f"figC1_{name}", "exponents", name, tangent, runs))
-            out.append(_figure(f"figC2_{name}", "subspaces", name, tangent, runs))
+        scoped = {
+            "experiment": members,
+            "spectral": [r for r in members if runs[r].needs_spectrum],
+            "tangent": lyapunov.get(name, []),
+        }
+        for scope, chosen in scoped.items():
+            for kind in by_scope.get(scope, []) if chosen else []:
+                out.append(
+                    _figure(kind.figure_name.format(experiment=name), kind.name, name, chosen, runs)
+                )
     if references:
         eps = ("--eps", repr(float(ensembles["main_eps"])))
         note = f" Perturbations ε ∈ {{{', '.join(f'{e:g}' for e in ensembles['eps'])}}}"
         note += f" ({', '.join(ensembles['dtypes'])}); main ε = {ensembles['main_eps']:g}."
         refs = list(references)
         exps = ", ".join(sorted({references[r] for r in refs}))
-        out.append(_figure("fig3a", "divergence", exps, refs, runs, eps, note))
+        for kind in by_scope.get("references", []):
+            opts = eps if kind.main_eps else ()
+            out.append(_figure(kind.figure_name, kind.name, exps, refs, runs, opts, note))
         for ref, label in references.items():
-            for prefix, kind in (
-                ("fig3b", "fit"),
-                ("figC3", "sweep"),
-                ("figC4", "precision"),
-                ("figC5", "bounds"),
-            ):
-                opts = eps if kind in ("fit", "bounds") else ()
-                out.append(_figure(f"{prefix}_{label}", kind, label, [ref], runs, opts, note))
+            for kind in by_scope.get("reference", []):
+                opts = eps if kind.main_eps else ()
+                fig_name = kind.figure_name.format(label=label)
+                out.append(_figure(fig_name, kind.name, label, [ref], runs, opts, note))
     by_name: dict[str, Figure] = {}
     for fig in out:
         if fig.name in by_name:
@@ -468,3 +413,51 @@ def config_name(configfiles, basedir) -> str:
         rel = os.path.relpath(path, str(basedir))
         names.append(rel if not rel.startswith("..") else path)
     return " ".join(names) or "config/config.yaml"
+
+
+# --- code inputs -------------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def package_imports(module: str, package: str | os.PathLike = PACKAGE) -> frozenset[str]:
+    """The package's modules that ``module`` (a name like ``train``) imports itself, read from
+    its source (``import chaosgd.x``, ``from chaosgd import x``, ``from chaosgd.x import y``,
+    ``from . import x``, ``from .x import y``; imports inside functions count too)."""
+    package = Path(package)
+    name = package.name
+    tree = ast.parse((package / f"{module}.py").read_text(), filename=f"{module}.py")
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == name and len(parts) > 1:
+                    found.add(parts[1])
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 0 and base.split(".")[0] != name:
+                continue
+            parts = base.split(".")[1:] if node.level == 0 else [p for p in base.split(".") if p]
+            if parts:
+                found.add(parts[0])
+            else:  # from chaosgd import x / from . import x
+                found.update(a.name for a in node.names)
+    return frozenset(m for m in found if (package / f"{m}.py").is_file())
+
+
+def code_closure(module: str, package: str | os.PathLike = PACKAGE) -> list[str]:
+    """Every source file of the package that ``python -m chaosgd.<module>`` runs: the module,
+    the package's ``__init__.py`` and all package modules it imports, directly or not. A rule
+    names these as its ``code`` input, so that a change in any of them reruns its jobs and
+    misses the between-workflow output cache."""
+    package = Path(package)
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(package_imports(current, package) - seen)
+    return sorted(str(package / f"{m}.py") for m in seen | {"__init__"})

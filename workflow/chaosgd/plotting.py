@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from chaosgd.io import atomic_path  # noqa: E402
 from chaosgd.settings import Variant  # noqa: E402
+from chaosgd.vocab import PRUNE_SETS, STRATEGIES  # noqa: E402
 
 FULL_WIDTH = 7.0  # inches: a two-column paper's text width
 COLUMN_WIDTH = 3.4
@@ -34,8 +35,6 @@ STYLE = {
     "pdf.fonttype": 42,  # embed TrueType, so the text stays editable and searchable
 }
 
-# the paper's colours where it has them (positive pruning red), distinct ones otherwise
-PRUNE_COLOURS = {"chaotic": "#7b3294", "negative": "#0571b0", "positive": "#ca0020"}
 SGD_COLOUR = "#222222"
 
 
@@ -75,6 +74,7 @@ def save(fig, outputs: list[str | os.PathLike]) -> None:
 
 
 def variant_label(variant: str, onset: int = 0, momentum: float = 0.0, show_momentum=False) -> str:
+    """A variant's legend label, e.g. "SGD" or "CGD chaotic top-10 from step 500" (μ if asked)."""
     v = Variant.parse(variant)
     if v.optimizer == "sgd":
         label = "SGD"
@@ -89,10 +89,13 @@ def variant_label(variant: str, onset: int = 0, momentum: float = 0.0, show_mome
 
 
 def variant_colour(variant: str, onset: int, onsets: list[int]) -> str:
+    """A variant's line colour: SGD dark grey, CGD its prune set's colour, lighter for top-k /
+    random-k selections and for later ones of several pruning ``onsets``.
+    """
     v = Variant.parse(variant)
     if v.optimizer == "sgd":
         return SGD_COLOUR
-    base = PRUNE_COLOURS[v.prune_set]
+    base = PRUNE_SETS[v.prune_set].colour
     if v.selection != "all":
         # top-k / random-k of one set share its colour family, lighter
         return matplotlib.colors.to_hex(
@@ -131,14 +134,11 @@ def band(ax, x, mean, spread, colour, label, linestyle="-"):
         ax.fill_between(x, mean - spread, mean + spread, color=colour, alpha=0.2, linewidth=0)
 
 
-STRATEGY_STYLE = {
-    # darker = expected to diverge more, as in the paper's Fig. 3
-    "max_chaos": ("max chaos (top Lyapunov vector)", "#08306b"),
-    "chaotic": ("random chaotic combination", "#2171b5"),
-    "random": ("random direction", "#6baed6"),
-    "nonchaotic": ("random non-chaotic combination", "#41ab5d"),
-    "max_convergence": ("max convergence (bottom vector)", "#a1d99b"),
-}
+def strategy_order() -> list[str]:
+    """The perturbation strategies in legend order, the most divergent first."""
+    return sorted(STRATEGIES, key=lambda s: STRATEGIES[s].rank)
+
+
 BOUND_COLOUR = "#762a83"
 
 

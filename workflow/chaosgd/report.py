@@ -23,6 +23,9 @@ SETTINGS = [
 
 
 def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
+    """One row per run from its ``run.json`` and last ``epochs.parquet`` row: the settings that
+    define it, device and speed, and its final full training-set and validation accuracy.
+    """
     rows = []
     for rid in run_ids:
         folder = results / "train" / rid
@@ -43,6 +46,7 @@ def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write a report table (``runs``) as TSV from the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.report", description="Tables for the Snakemake report."
     )

@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-VARIANT_RE = re.compile(
-    r"^(?:sgd|cgd-(?P<set>chaotic|negative|positive)(?:-(?P<sel>top|random)(?P<k>[1-9][0-9]*))?"
-    r"(?P<noise>-noise)?)$"
+from chaosgd.vocab import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    CURVATURE_METHODS,
+    DATASETS,
+    DEVICES,
+    DTYPES,
+    PRUNE_SETS,
+    SELECTIONS,
+    VARIANT_RE,
 )
-PRUNE_SETS = ("chaotic", "negative", "positive")
-DTYPES = ("float32", "float64")
-DEVICES = ("auto", "cpu", "cuda")
-CURVATURE_METHODS = ("auto", "dense", "lowrank")
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,18 @@ class Variant:
 
     @classmethod
     def parse(cls, name: str) -> "Variant":
+        """Parse a variant name (``sgd`` or ``cgd-<set>[-top<k>|-random<k>][-noise]``); raise
+        ``ValueError`` for any other name.
+        """
         m = VARIANT_RE.match(name)
         if not m:
             raise ValueError(
                 f"unknown optimizer variant {name!r}: expected 'sgd' or "
-                "'cgd-<chaotic|negative|positive>[-top<k>|-random<k>][-noise]'"
+                f"'cgd-<{'|'.join(PRUNE_SETS)}>[-top<k>|-random<k>][-noise]'"
             )
         if name == "sgd":
             return cls(name=name, optimizer="sgd")
-        selection = {None: "all", "top": "top_k", "random": "random_k"}[m["sel"]]
+        selection = SELECTIONS[m["sel"] or ""]
         return cls(
             name=name,
             optimizer="cgd",
@@ -69,11 +74,11 @@ class Variant:
 # help texts of the fields, shown by ``python -m chaosgd.train --help``
 HELP = {
     "run_id": "name of the run (the results folder name)",
-    "dataset": "dataset name (usps or fmnist)",
-    "model": "mlp or cnn",
-    "activation": "relu or sigmoid",
+    "dataset": f"dataset name ({' or '.join(DATASETS)})",
+    "model": " or ".join(ARCHITECTURES),
+    "activation": " or ".join(ACTIVATIONS),
     "hidden": "hidden units of the MLP (ignored by the CNN)",
-    "variant": "optimizer variant: sgd or cgd-<set>[-top<k>|-random<k>][-noise]",
+    "variant": f"optimizer variant: sgd or cgd-<{'|'.join(PRUNE_SETS)}>[-top<k>|-random<k>][-noise]",
     "onset": "CGD prunes from this step on (plain SGD before it)",
     "momentum": "SGD momentum (PyTorch convention)",
     "seed": "fixes the initialization and the batch order",
@@ -93,8 +98,59 @@ HELP = {
 }
 
 
+# How each setting reaches a run. The run id (the results folder, chaosgd.plan.run_id) must tell
+# apart every two runs of one config, so every setting that can differ between them is in it:
+#   name      the run id itself
+#   identity  an experiment's own key, always spelled in the run id
+#   override  a training setting an experiment may override; spelled in the run id (RUN_ID_SUFFIX)
+#             whenever the experiment's value differs from the training section's
+#   recorded  a training setting an experiment may override that changes what a run records, not
+#             its trajectory: runs that differ only here are one run, recording what any asks
+#   shared    one value for all runs of a config (the training section's, or the top level's)
+# A new field of RunSettings without a role here is an error at import time.
+ROLES = {
+    "run_id": "name",
+    "dataset": "identity",
+    "model": "identity",
+    "activation": "identity",
+    "hidden": "identity",
+    "variant": "identity",
+    "onset": "identity",
+    "momentum": "identity",
+    "seed": "identity",
+    "lr": "override",
+    "batch_size": "override",
+    "epochs": "override",
+    "dtype": "override",
+    "train_size": "override",
+    "spectrum": "recorded",
+    "test_size": "shared",
+    "subset_seed": "shared",
+    "evals_per_epoch": "shared",
+    "curvature": "shared",
+    "noise_scale": "shared",
+    "checkpoint_every": "shared",
+    "device": "shared",
+}
+# how an overridden setting is spelled in the run id
+RUN_ID_SUFFIX = {
+    "lr": lambda v: f"lr{v:g}",
+    "batch_size": lambda v: f"b{v}",
+    "epochs": lambda v: f"ep{v}",
+    "dtype": lambda v: {"float32": "f32", "float64": "f64"}[v],
+    "train_size": lambda v: f"n{v}",
+}
+# shared settings that live at the config's top level rather than in its training section
+TOP_LEVEL = ("device",)
+
+
 @dataclass(frozen=True)
 class RunSettings:
+    """Everything that defines one training run; validated on construction (``ValueError``).
+
+    Field meanings are in :data:`HELP`, how each reaches the run id in :data:`ROLES`.
+    """
+
     run_id: str
     dataset: str
     model: str
@@ -121,8 +177,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         Variant.parse(self.variant)
         checks = {
-            "model": self.model in ("mlp", "cnn"),
-            "activation": self.activation in ("relu", "sigmoid"),
+            "model": self.model in ARCHITECTURES,
+            "activation": self.activation in ACTIVATIONS,
             "dtype": self.dtype in DTYPES,
             "device": self.device in DEVICES,
             "curvature": self.curvature in CURVATURE_METHODS,
@@ -146,14 +202,16 @@ class RunSettings:
 
     @property
     def parsed_variant(self) -> Variant:
+        """The optimizer variant, parsed."""
         return Variant.parse(self.variant)
 
     @property
     def needs_spectrum(self) -> bool:
+        """Whether every step needs the Hessian eigenpairs: with ``spectrum``, and for CGD."""
         return self.spectrum or self.parsed_variant.optimizer == "cgd"
 
     def to_args(self) -> list[str]:
-        """The command-line arguments that :func:`from_args` parses back."""
+        """The command-line arguments that :meth:`from_namespace` parses back."""
         args = []
         for f in fields(self):
             value = getattr(self, f.name)
@@ -165,10 +223,12 @@ class RunSettings:
         return args
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (field order kept), as recorded in ``run.json``."""
         return dataclasses.asdict(self)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """Add one required option per field to ``parser`` (``--x`` / ``--no-x`` for booleans)."""
         group = parser.add_argument_group("run settings")
         for f in fields(RunSettings):
             flag = "--" + f.name.replace("_", "-")
@@ -182,4 +242,21 @@ class RunSettings:
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> "RunSettings":
+        """The settings from options parsed with :meth:`add_arguments`."""
         return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+
+
+def _check_roles() -> None:
+    names = [f.name for f in fields(RunSettings)]
+    unknown = set(ROLES.values()) - {"name", "identity", "override", "recorded", "shared"}
+    missing, extra = set(names) - set(ROLES), set(ROLES) - set(names)
+    overrides = {k for k, role in ROLES.items() if role == "override"}
+    if unknown or missing or extra or overrides != set(RUN_ID_SUFFIX) or set(HELP) != set(names):
+        raise RuntimeError(
+            "chaosgd.settings: every RunSettings field needs a role in ROLES, a help text in HELP "
+            "and, for overrides, a RUN_ID_SUFFIX spelling: "
+            f"missing {sorted(missing)}, extra {sorted(extra)}, unknown roles {sorted(unknown)}"
+        )
+
+
+_check_roles()

@@ -3,7 +3,7 @@
 
 rule claims_check:
     input:
-        code=f"{CODE}/claims.py",
+        code=plan.code_closure("claims"),
         results=plan.claims_inputs(RUNS, LYAPUNOV, REFERENCES),
     output:
         table="results/claims/claims.parquet",

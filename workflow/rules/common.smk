@@ -1,14 +1,13 @@
 # Planning helpers shared by the stage files: the config -> job arguments logic lives in the
 # package (chaosgd.plan), where it is tested without Snakemake.
-import os
-
 from chaosgd import plan
+from chaosgd.vocab import DATASETS
 
-# every training run of the configured experiments, and each experiment's runs
-RUNS, GROUPS = plan.expand_runs(config)
-# the runs that carry a tangent map, by experiment (trained by the lyapunov stage, with the
-# spectrum forced on), and all of them
-RUNS, LYAPUNOV = plan.lyapunov_runs(config, RUNS, GROUPS)
+# every training run of the configured experiments (run id -> settings), each experiment's runs,
+# and the runs that carry a tangent map, by experiment (trained by the lyapunov stage, with the
+# spectrum forced on)
+RUNS, GROUPS, LYAPUNOV = plan.plan_runs(config)
+# all runs that carry a tangent map
 LYAPUNOV_RUNS = sorted({run for runs in LYAPUNOV.values() for run in runs})
 # the references of the perturbed ensembles (every Lyapunov run of plain SGD) and their labels
 REFERENCES = plan.ensemble_references(config, RUNS, LYAPUNOV)

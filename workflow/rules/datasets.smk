@@ -3,14 +3,14 @@
 
 rule datasets_prepare:
     input:
-        code=f"{CODE}/datasets.py",
+        code=plan.code_closure("datasets"),
     output:
         data="results/datasets/{dataset}.pt",
         manifest="results/datasets/{dataset}.json",
     log:
         "logs/datasets/{dataset}.log",
     wildcard_constraints:
-        dataset="usps|fmnist",
+        dataset=plan.wildcard_choice(DATASETS),
     conda:
         CONDA_ENV
     params:

@@ -4,7 +4,7 @@
 
 rule ensembles_run:
     input:
-        code=[f"{CODE}/ensembles.py", f"{CODE}/train.py"],
+        code=plan.code_closure("ensembles"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
         spectrum="results/lyapunov/{run}/spectrum_final.pt",
         exponents="results/lyapunov/{run}/exponents.parquet",

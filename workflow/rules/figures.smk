@@ -3,7 +3,7 @@
 
 rule figures_draw:
     input:
-        code=f"{CODE}/figures.py",
+        code=plan.code_closure("figures"),
         results=lambda wildcards: FIGURES[wildcards.figure].inputs,
     output:
         pdf="results/figures/{figure}.pdf",

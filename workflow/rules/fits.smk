@@ -4,7 +4,7 @@
 
 rule fits_divergence:
     input:
-        code=f"{CODE}/fits.py",
+        code=plan.code_closure("fits"),
         distances="results/ensembles/{run}/distances.parquet",
         exponents="results/lyapunov/{run}/exponents.parquet",
     output:

@@ -4,7 +4,7 @@
 
 rule lyapunov_run:
     input:
-        code=[f"{CODE}/lyapunov.py", f"{CODE}/tangent.py", f"{CODE}/train.py"],
+        code=plan.code_closure("lyapunov"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
     output:
         steps="results/train/{run}/steps.parquet",

@@ -4,7 +4,7 @@
 
 rule train_run:
     input:
-        code=f"{CODE}/train.py",
+        code=plan.code_closure("train"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
     output:
         steps="results/train/{run}/steps.parquet",

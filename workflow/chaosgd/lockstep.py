@@ -1,0 +1,530 @@
+"""Lockstep training of many copies of one model: the perturbed ensembles' engine (Fig. 3a).
+
+All members of one dtype train as one batched computation (:class:`LockstepSGD`): parameters are
+held *parameter-major* (one M×shape tensor per parameter, as ``torch.func.stack_module_state``
+lays them out), each step is one batched forward/backward for all M members and one SGD /
+momentum update of all of them. Two interchangeable backends do the step (``sgd_step``):
+
+``func``
+    ``torch.func.vmap(grad_and_value(functional_call(...)))``: any model of
+    :func:`chaosgd.models.build_model` (the CNN too).
+``mlp``
+    the paper's MLP written out as batched matrix products with its backward pass by hand. The
+    first layer of all M members is one GEMM (the batch is shared), and the weight gradients'
+    GEMMs accumulate straight into the weights (or momentum buffers), so the ensemble costs a
+    small multiple of one model; ``func``'s per-operator batching overhead would not allow that
+    on a CPU (``python -m chaosgd.bench ensembles`` measures it).
+
+``auto`` picks ``mlp`` for the MLP and ``func`` otherwise. Both agree with sequential training
+(``torch.optim.SGD`` on an ``nn.Module``) to rounding (tests: ≤ 1e-12 in float64), and the
+members' computations are independent row by row, so an ε = 0 member stays bit-identical to the
+reference.
+
+:func:`run_ensemble` trains the reference and its perturbed copies (``chaosgd.perturbations``)
+with the reference's seed and batch order and records the distances ``‖θ_B(t) − θ_A(t)‖`` to
+member 0 in float64, per parameter tensor, and the component along the initial direction;
+:func:`time_single_model` times one model trained alone the ordinary way, for the cost ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value, vmap
+from tqdm import tqdm
+
+from chaosgd.models import unflatten
+from chaosgd.perturbations import Member, initial_parameters, plan_members
+from chaosgd.settings import RunSettings
+from chaosgd.training import Data, TrainingError, epoch_order, initial_model
+
+BACKENDS = ("auto", "func", "mlp")
+# steps between checks for non-finite losses: each check synchronizes with the device
+_FINITE_CHECK_EVERY = 256
+
+
+# -- the batched trainer ------------------------------------------------------------------------
+
+
+class _FuncBackend:
+    """Any model: gradients by ``vmap(grad_and_value(functional_call))`` over the members."""
+
+    name = "func"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+        def loss_fn(params, x, y):
+            logits = functional_call(model, params, (x,))
+            return F.cross_entropy(logits, y), logits
+
+        self._grad = vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, None, None))
+        self._forward = vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, None))
+
+    def sgd_step(
+        self,
+        p: dict[str, Tensor],
+        x: Tensor,
+        y: Tensor,
+        lr: float,
+        momentum: float,
+        buffers: dict[str, Tensor] | None,
+    ):
+        """One SGD / momentum update of every member in place: (loss, correct, buffers), as
+        ``torch.optim.SGD``'s multi-tensor kernels (``buffers`` is ``None`` before the first
+        momentum step, when v ← g)."""
+        grads, (loss, logits) = self._grad(p, x, y)
+        correct = (logits.argmax(-1) == y).sum(-1)
+        names = list(p)
+        update = [grads[n] for n in names]
+        if momentum:
+            if buffers is None:
+                buffers = {n: g.clone() for n, g in zip(names, update)}
+            else:
+                torch._foreach_mul_([buffers[n] for n in names], momentum)
+                torch._foreach_add_([buffers[n] for n in names], update)
+            update = [buffers[n] for n in names]
+        torch._foreach_add_([p[n] for n in names], update, alpha=-lr)
+        return loss, correct, buffers
+
+    def logits(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        return self._forward(params, x)
+
+
+class _MLPBackend:
+    """The MLP (flatten, linear, activation, linear) batched over members, backward by hand.
+
+    The first layer of all members is one GEMM with the shared batch (W1 stacked to (M·H)×I), in
+    both directions; activations are kept members × features × batch for that. The second
+    layer is a batched GEMM; cross-entropy's gradient is (softmax − onehot)/B. In training
+    (:meth:`sgd_step`) the weight gradients are accumulated by their GEMMs straight into the
+    weights or momentum buffers.
+    """
+
+    name = "mlp"
+
+    def __init__(self, model: nn.Module):
+        if not self.supports(model):
+            raise ValueError(
+                "the mlp backend needs Sequential(Flatten, Linear, ReLU|Sigmoid, Linear)"
+            )
+        names = [n for n, _ in model.named_parameters()]
+        self.w1, self.b1, self.w2, self.b2 = names
+        self.relu = isinstance(model[2], nn.ReLU)
+        self._ones: tuple | None = None
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        kinds = [type(m) for m in model.children()] if isinstance(model, nn.Sequential) else []
+        return (
+            len(kinds) == 4
+            and kinds[0] is nn.Flatten
+            and kinds[1] is nn.Linear
+            and kinds[2] in (nn.ReLU, nn.Sigmoid)
+            and kinds[3] is nn.Linear
+            and model[1].bias is not None
+            and model[3].bias is not None
+        )
+
+    def _forward(self, p: dict[str, Tensor], x2: Tensor) -> tuple[Tensor, Tensor]:
+        w1 = p[self.w1]
+        m, h, i = w1.shape
+        z1 = torch.mm(w1.view(m * h, i), x2.T).view(m, h, -1)  # M×H×B
+        z1.add_(p[self.b1].unsqueeze(2))
+        a1 = z1.relu_() if self.relu else z1.sigmoid_()
+        z2 = torch.baddbmm(p[self.b2].unsqueeze(2), p[self.w2], a1)  # M×C×B
+        return a1, z2
+
+    def _backward(self, p: dict[str, Tensor], x: Tensor, y: Tensor):
+        """Everything of one step but the two weight gradients, which are outer-product GEMMs
+        the caller accumulates wherever it wants them: (x2, a1, dz1, dz2, loss, correct)."""
+        b = x.shape[0]
+        x2 = x.reshape(b, -1)
+        a1, z2 = self._forward(p, x2)
+        m = z2.shape[0]
+        # log-softmax over the classes (dim 1) written out: torch's kernel is slow for many
+        # short rows on the CPU
+        # (max also gives argmax's first-maximum index; argmax over a strided dim is slow)
+        top, arg = z2.max(1, keepdim=True)
+        shifted = z2 - top
+        lsm = shifted - shifted.exp().sum(1, keepdim=True).log_()
+        target = y.view(1, 1, b).expand(m, 1, b)
+        loss = -lsm.gather(1, target).squeeze(1).mean(1)
+        correct = (arg.squeeze(1) == y).sum(1)
+        dz2 = lsm.exp_()
+        dz2.scatter_add_(1, target, self._minus_one(m, b, dz2))
+        dz2.div_(b)  # M×C×B
+        dz1 = torch.bmm(p[self.w2].transpose(1, 2), dz2)  # M×H×B
+        if self.relu:
+            # relu'(0) = 0, as autograd's threshold_backward
+            dz1 = torch.ops.aten.threshold_backward(dz1, a1, 0)
+        else:
+            dz1.mul_(a1 * (1 - a1))
+        return x2, a1, dz1, dz2, loss, correct
+
+    def _minus_one(self, m: int, b: int, like: Tensor) -> Tensor:
+        key = (m, b, like.dtype, like.device)
+        if self._ones is None or self._ones[0] != key:
+            self._ones = (key, torch.full((m, 1, b), -1.0, dtype=like.dtype, device=like.device))
+        return self._ones[1]
+
+    def sgd_step(
+        self,
+        p: dict[str, Tensor],
+        x: Tensor,
+        y: Tensor,
+        lr: float,
+        momentum: float,
+        buffers: dict[str, Tensor] | None,
+    ):
+        """One SGD / momentum update of every member in place: (loss, correct, buffers).
+
+        The weight gradients are never stored: their GEMMs accumulate straight into the
+        weights (plain SGD, ``θ ← θ − η·A·B`` as one ``addmm``) or into the momentum buffers
+        (``v ← μv + A·B``), so the largest arrays are read and written once per step, which
+        is what bounds the ensemble's cost on a CPU. ``buffers`` is ``None`` before the first
+        momentum step, when ``v ← g`` as in ``torch.optim.SGD``.
+        """
+        x2, a1, dz1, dz2, loss, correct = self._backward(p, x, y)
+        m, h, b = dz1.shape
+        a1t = a1.transpose(1, 2)
+        dz1 = dz1.view(m * h, b)
+        db1, db2 = dz1.sum(1).view(m, h), dz2.sum(2)
+        if not momentum:
+            p[self.w2].baddbmm_(dz2, a1t, alpha=-lr)
+            p[self.w1].view(m * h, -1).addmm_(dz1, x2, alpha=-lr)
+            torch._foreach_add_([p[self.b1], p[self.b2]], [db1, db2], alpha=-lr)
+            return loss, correct, None
+        first = buffers is None
+        if first:
+            buffers = {n: torch.empty_like(v) for n, v in p.items()}
+        beta = 0.0 if first else momentum  # beta = 0 ignores the buffers' content
+        buffers[self.w2].baddbmm_(dz2, a1t, beta=beta)
+        buffers[self.w1].view(m * h, -1).addmm_(dz1, x2, beta=beta)
+        for name, g in ((self.b1, db1), (self.b2, db2)):
+            if first:
+                buffers[name].copy_(g)
+            else:
+                buffers[name].mul_(momentum).add_(g)
+        torch._foreach_add_(list(p.values()), [buffers[n] for n in p], alpha=-lr)
+        return loss, correct, buffers
+
+    def logits(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+        return self._forward(p, x.reshape(x.shape[0], -1))[1].transpose(1, 2)  # M×B×C
+
+
+def _backend(model: nn.Module, name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "auto":
+        name = "mlp" if _MLPBackend.supports(model) else "func"
+    return _MLPBackend(model) if name == "mlp" else _FuncBackend(model)
+
+
+class LockstepSGD:
+    """M copies of one model trained by SGD / momentum in lockstep on the same batches.
+
+    ``thetas`` (M×N, in ``models.flat_params`` order) gives the initial parameters; they are
+    cast to ``model``'s dtype and device. The update is PyTorch's (``torch.optim.SGD`` with
+    dampening 0, no weight decay): v ← μv + g (v = g on the first step), θ ← θ − ηv, as
+    ``training.Trainer`` does; the same in-place kernels, applied to all members at once.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        thetas: Tensor,
+        lr: float,
+        momentum: float = 0.0,
+        backend: str = "auto",
+    ):
+        p0 = next(model.parameters())
+        self.dtype, self.device = p0.dtype, p0.device
+        self.backend = _backend(model, backend)
+        self.lr, self.momentum = float(lr), float(momentum)
+        if thetas.dim() != 2:
+            raise ValueError(f"thetas must be M×N, got shape {tuple(thetas.shape)}")
+        thetas = thetas.to(device=self.device, dtype=self.dtype)
+        self.members = thetas.shape[0]
+        self.params = {n: v.contiguous() for n, v in unflatten(model, thetas).items()}
+        self.names = list(self.params)
+        self.buffers: dict[str, Tensor] | None = None  # momentum buffers, after the first step
+
+    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One update of every member on batch (x, y); returns the members' loss and accuracy
+        on that batch *before* the update (M-vectors on the device, loss in the training dtype)."""
+        loss, correct, self.buffers = self.backend.sgd_step(
+            self.params, x, y, self.lr, self.momentum, self.buffers
+        )
+        return loss, correct.to(torch.float64) / x.shape[0]
+
+    def flat(self) -> Tensor:
+        """The members' parameters as one M×N tensor."""
+        return torch.cat([self.params[n].reshape(self.members, -1) for n in self.names], dim=1)
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy and accuracy of every member over a whole split (float64 M-vectors)."""
+        loss = torch.zeros(self.members, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(self.members, dtype=torch.float64, device=self.device)
+        # bound the batched activations (members × chunk images) for the CNN's feature maps
+        chunk = max(1, 16_384 // self.members)
+        for start in range(0, len(y), chunk):
+            logits = self.backend.logits(self.params, x[start : start + chunk])
+            target = y[start : start + chunk]
+            ce = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.repeat(self.members), reduction="none"
+            )
+            loss += ce.view(self.members, -1).to(torch.float64).sum(1)
+            correct += (logits.argmax(-1) == target).sum(1).to(torch.float64)
+        return loss / len(y), correct / len(y)
+
+
+class _DistanceRecorder:
+    """Distances of members 1..M−1 to member 0, per parameter tensor, into preallocated buffers.
+
+    Exact float64 arithmetic: float32 members are first cast into reused float64 buffers (exact);
+    ``torch.cdist`` in its direct mode then forms ‖θ_B − θ_A‖ per parameter tensor without
+    materializing the differences. The component along each member's initial direction is
+    ⟨θ_B, d⟩ − ⟨θ_A, d⟩, one GEMM of all members against the few distinct directions (members
+    of one strategy share theirs) instead of M−1 row-wise dot products; in float64 its
+    cancellation error is ~1e-16·‖θ‖, far below any recorded ε. Everything stays on the device
+    until the end, and the hot loop allocates nothing large.
+    """
+
+    def __init__(self, names: list[str], sizes: list[int], dirs: Tensor, records: int, device):
+        self.names = names
+        k = dirs.shape[0]
+        distinct, which = torch.unique(dirs, dim=0, return_inverse=True)
+        self.dirs_t = [c.T.contiguous().to(device) for c in torch.split(distinct, sizes, dim=1)]
+        self.which = which.to(device).view(k, 1)
+        self.buffers: dict[str, Tensor] = {}
+        self.dist = torch.zeros(records, k, len(names), dtype=torch.float64, device=device)
+        self.along = torch.zeros(records, k, dtype=torch.float64, device=device)
+        self.loss = torch.full((records, k + 1), float("nan"), dtype=torch.float64, device=device)
+        self.acc = torch.full((records, k + 1), float("nan"), dtype=torch.float64, device=device)
+
+    def _float64(self, name: str, p: Tensor) -> Tensor:
+        if p.dtype == torch.float64:
+            return p
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = self.buffers[name] = torch.empty(p.shape, dtype=torch.float64, device=p.device)
+        return buf.copy_(p)
+
+    def record(self, r: int, params: dict[str, Tensor]) -> None:
+        proj = None
+        for j, name in enumerate(self.names):
+            p = params[name]
+            p = self._float64(name, p.reshape(p.shape[0], -1))
+            dist = torch.cdist(p[1:], p[:1], compute_mode="donot_use_mm_for_euclid_dist")
+            self.dist[r, :, j] = dist.view(-1)
+            proj = p @ self.dirs_t[j] if proj is None else proj.addmm_(p, self.dirs_t[j])
+        self.along[r] = (proj[1:] - proj[0]).gather(1, self.which).view(-1)
+
+    def batch(self, r: int, loss: Tensor, acc: Tensor) -> None:
+        self.loss[r] = loss
+        self.acc[r] = acc
+
+
+def record_steps(total: int, every: int, extra=()) -> list[int]:
+    """States recorded: 0, every ``every``-th step, the ``extra`` steps within 0..total (e.g. the
+    Lyapunov readout steps, where the fits stage checks the bounds) and the final state."""
+    if every < 1:
+        raise ValueError(f"record_every must be a positive integer, got {every}")
+    extra = {int(e) for e in extra if 0 <= int(e) <= total}
+    return sorted(set(range(0, total + 1, every)) | extra | {total})
+
+
+@dataclass
+class EnsembleResult:
+    """What :func:`run_ensemble` returns for one dtype.
+
+    ``distances``: one row per perturbed member × recorded step; ``members``: one row per member,
+    reference first, with final training / validation loss and accuracy and final distance;
+    ``final``: M×N final parameters (float64, CPU); ``info``: sizes, backend and timings.
+    """
+
+    distances: pd.DataFrame  # long: one row per perturbed member × recorded step
+    members: pd.DataFrame  # one row per member, reference first
+    final: Tensor  # M×N final parameters (float64, CPU)
+    info: dict
+
+
+def batches(n: int, settings: RunSettings, device: torch.device):
+    """(step, index tensor on ``device``) of every step, in the reference's batch order."""
+    per_epoch = math.ceil(n / settings.batch_size)
+    for epoch in range(settings.epochs):
+        order = epoch_order(n, settings.seed, epoch).to(device)
+        for within in range(per_epoch):
+            bs = settings.batch_size
+            yield epoch * per_epoch + within, order[within * bs : (within + 1) * bs]
+
+
+def run_ensemble(
+    settings: RunSettings,
+    data: Data,
+    theta0: Tensor,
+    dirs: dict[str, Tensor],
+    eps: list[float],
+    dtype: str,
+    device: torch.device,
+    record_every: int = 1,
+    backend: str = "auto",
+    progress: bool = False,
+    extra_steps=(),
+) -> EnsembleResult:
+    """Train the reference and its 5·|eps| perturbed copies in ``dtype`` as one lockstep ensemble.
+
+    ``data`` must already be in ``dtype`` on ``device`` (``training.load_data``). States are
+    recorded as :func:`record_steps` says.
+    """
+    members = plan_members(eps)
+    thetas, dmat = initial_parameters(theta0, dirs, members)
+    model = initial_model(settings, dtype, device)
+    ens = LockstepSGD(model, thetas, settings.lr, settings.momentum, backend)
+    n = len(data.train_y)
+    total = math.ceil(n / settings.batch_size) * settings.epochs
+    steps = record_steps(total, record_every, extra_steps)
+    slot = {s: r for r, s in enumerate(steps)}
+    sizes = [p.numel() for p in model.parameters()]
+    rec = _DistanceRecorder(ens.names, sizes, dmat, len(steps), device)
+    bar = tqdm(
+        total=total,
+        desc=f"{settings.run_id} {dtype} x{len(members)}",
+        file=sys.stderr,
+        mininterval=10,
+        ascii=True,
+        disable=not progress,
+    )
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for step, idx in batches(n, settings, device):
+            r = slot.get(step)
+            if r is not None:
+                rec.record(r, ens.params)
+            loss, acc = ens.step(data.train_x[idx], data.train_y[idx])
+            if r is not None:
+                rec.batch(r, loss, acc)
+            if (step + 1) % _FINITE_CHECK_EVERY == 0 or step + 1 == total:
+                # a non-finite parameter keeps every later loss of its member non-finite, so
+                # checking now and then (each check waits for the device) misses nothing
+                _check_finite(loss, members, dtype, step, settings.run_id)
+            bar.update(1)
+        rec.record(slot[total], ens.params)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    final = ens.flat()
+    if not bool(torch.isfinite(final).all()):
+        raise TrainingError(
+            f"run {settings.run_id}: non-finite parameters at the end ({dtype} ensemble)"
+        )
+    train_loss, train_acc = ens.evaluate(data.train_x, data.train_y)
+    val_loss, val_acc = ens.evaluate(data.test_x, data.test_y)
+    distances = _distance_table(rec, members, steps, dtype, ens.names)
+    last = distances[distances["step"] == total].set_index(["strategy", "eps"])["distance"]
+    final_distance = [0.0] + [float(last[(m.strategy, m.eps)]) for m in members[1:]]
+    member_table = pd.DataFrame(
+        {
+            "dtype": dtype,
+            "strategy": [m.strategy for m in members],
+            "eps": np.array([m.eps for m in members], dtype=np.float64),
+            "train_loss": train_loss.cpu().numpy(),
+            "train_acc": train_acc.cpu().numpy(),
+            "val_loss": val_loss.cpu().numpy(),
+            "val_acc": val_acc.cpu().numpy(),
+            "final_distance": np.array(final_distance, dtype=np.float64),
+        }
+    )
+    info = {
+        "dtype": dtype,
+        "members": len(members),
+        "parameters": int(thetas.shape[1]),
+        "steps": total,
+        "recorded_states": len(steps),
+        "backend": ens.backend.name,
+        "seconds": seconds,
+        "seconds_per_step": seconds / total,
+    }
+    return EnsembleResult(distances, member_table, final.to(torch.float64).cpu(), info)
+
+
+def _check_finite(loss: Tensor, members: list[Member], dtype: str, step: int, run: str) -> None:
+    finite = torch.isfinite(loss)
+    if bool(finite.all()):
+        return
+    which = [m for m, ok in zip(members, finite.tolist()) if not ok]
+    named = ", ".join(f"{m.strategy} eps={m.eps:g}" for m in which)
+    raise TrainingError(
+        f"run {run}: non-finite loss in the {dtype} ensemble at or before step {step} ({named})"
+    )
+
+
+def _distance_table(
+    rec: _DistanceRecorder, members: list[Member], steps: list[int], dtype: str, names: list[str]
+) -> pd.DataFrame:
+    dist = rec.dist.cpu().numpy()  # R × K × L
+    r, k, _ = dist.shape
+    # member-major rows: each (strategy, eps) curve is contiguous and ordered by step
+    cols: dict[str, np.ndarray] = {
+        "dtype": np.full(r * k, dtype, dtype=object),
+        "strategy": np.repeat(np.array([m.strategy for m in members[1:]], dtype=object), r),
+        "eps": np.repeat(np.array([m.eps for m in members[1:]], dtype=np.float64), r),
+        "step": np.tile(np.asarray(steps, dtype=np.int64), k),
+        "distance": np.sqrt(np.square(dist).sum(2)).T.reshape(-1),
+        "distance_along": rec.along.cpu().numpy().T.reshape(-1),
+    }
+    for j, name in enumerate(names):
+        cols["dist_" + name.replace(".", "_")] = dist[:, :, j].T.reshape(-1)
+    cols["loss"] = rec.loss[:, 1:].cpu().numpy().T.reshape(-1)
+    cols["acc"] = rec.acc[:, 1:].cpu().numpy().T.reshape(-1)
+    df = pd.DataFrame(cols)
+    df["dtype"] = df["dtype"].astype(str)
+    df["strategy"] = df["strategy"].astype(str)
+    return df
+
+
+# -- the single-model baseline ------------------------------------------------------------------
+
+
+def time_single_model(
+    settings: RunSettings, data: Data, dtype: str, device: torch.device, steps: int
+) -> tuple[float | None, int]:
+    """(seconds per step, steps timed) of one model trained alone the ordinary way
+    (``nn.Module``, cross-entropy, ``loss.backward()``, ``torch.optim.SGD``) on the reference's
+    first batches: up to ``steps`` steps after a few untimed warm-up steps (allocator, caches).
+
+    Seconds are ``None`` when the run is too short to time anything.
+    """
+    model = initial_model(settings, dtype, device)
+    opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    total = math.ceil(len(data.train_y) / settings.batch_size) * settings.epochs
+    warmup = min(10, total // 2)
+    timed = min(steps, total - warmup)
+    if timed < 1:
+        return None, 0
+    t0 = 0.0
+    for step, idx in batches(len(data.train_y), settings, device):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        if step == warmup + timed:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t0) / timed, timed
