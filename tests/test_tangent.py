@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from chaosgd.tangent import TangentMap
+from chaosgd.tangent import TangentMap, TangentPrecisionError
 
 F64 = torch.float64
 
@@ -114,11 +114,12 @@ def test_lowrank_update_equals_dense_update():
     g = torch.Generator().manual_seed(3)
     a = TangentMap(n, reorth_every=7)
     b = TangentMap(n, reorth_every=7)
-    for _ in range(steps):
-        V, _ = torch.linalg.qr(torch.randn(n, r, dtype=F64, generator=g))
-        lam = torch.randn(r, dtype=F64, generator=g) * 4.0
-        a.step_sgd(lr, lam, V)
-        b.step_linear(torch.eye(n, dtype=F64) - lr * (V * lam) @ V.T)
+    with _one_thread():
+        for _ in range(steps):
+            V, _ = torch.linalg.qr(torch.randn(n, r, dtype=F64, generator=g))
+            lam = torch.randn(r, dtype=F64, generator=g) * 4.0
+            a.step_sgd(lr, lam, V)
+            b.step_linear(torch.eye(n, dtype=F64) - lr * (V * lam) @ V.T)
     Ya, Yb = a.matrix(), b.matrix()
     assert torch.isfinite(Ya).all()
     assert (Ya - Yb).abs().max() <= 1e-10 * Yb.abs().max()
@@ -281,19 +282,170 @@ def test_float32_map_keeps_log_scales_in_float64():
     exps = np.linspace(0.05, -0.05, n)
     lam, V = _constant_hessian(n, exps, np.ones(n), lr, seed=8)
     tm = TangentMap(n, dtype=torch.float32)
-    for _ in range(T):
-        tm.step_sgd(lr, lam, V)
+    with _one_thread():
+        for _ in range(T):
+            tm.step_sgd(lr, lam, V)
     assert tm.Q.dtype == torch.float32 and tm.s.dtype == F64
     ro = tm.readout()
     assert np.abs(ro.exponents - exps).max() < 1e-6
 
 
-def test_overflow_between_reorthonormalizations_is_an_error():
-    tm = TangentMap(3, reorth_every=50)
-    J = torch.eye(3, dtype=F64) * 1e200
-    with pytest.raises(FloatingPointError):
-        for _ in range(50):
+# Hénon map x' = 1 − a x² + y, y' = b x. Its Lyapunov exponents: λ1 = 0.41922 (Sprott, "Chaos and
+# Time-Series Analysis", 2003) and λ2 = ln b − λ1 = −1.62319 (det J = −b at every point).
+HENON_A, HENON_B, HENON_L1 = 1.4, 0.3, 0.41922
+
+
+def _henon_jacobians(steps, x=0.1, y=0.1, burn_in=1000):
+    for _ in range(burn_in):
+        x, y = 1.0 - HENON_A * x * x + y, HENON_B * x
+    out = np.empty((steps, 2, 2))
+    for k in range(steps):
+        out[k] = [[-2.0 * HENON_A * x, 1.0], [HENON_B, 0.0]]
+        x, y = 1.0 - HENON_A * x * x + y, HENON_B * x
+    return out
+
+
+def _benettin_every_step(jacobians):
+    """Independent reference: Σ ln|R_ii| with a QR after every step (numpy), descending."""
+    Q, acc = np.eye(jacobians.shape[1]), np.zeros(jacobians.shape[1])
+    for J in jacobians:
+        Q, R = np.linalg.qr(J @ Q)
+        acc += np.log(np.abs(np.diag(R)))
+    return np.sort(acc)[::-1] / len(jacobians)
+
+
+def _run_linear(tm, jacobians):
+    with _one_thread():
+        for J in torch.from_numpy(jacobians):
             tm.step_linear(J)
+    return tm
+
+
+def test_henon_with_default_reorth_every_matches_reference_exponents():
+    """κ(Q) grows ~e^2 per step, so 20 unguarded steps lose λ2 (formerly -inf); the bound folds."""
+    T = 10_000
+    jac = _henon_jacobians(T)
+    tm = _run_linear(TangentMap(2), jac)
+    ro = tm.readout()
+    assert np.isfinite(ro.exponents).all() and np.isfinite(ro.vectors).all()
+    # exact identities for this product, whatever T: Σ ln σ_i = ln|det Y| = T ln b, and the QR
+    # diagonal of a product is the same however often it is folded
+    assert abs(ro.exponents.sum() - math.log(HENON_B)) < 1e-12
+    np.testing.assert_allclose(ro.benettin, _benettin_every_step(jac), rtol=0, atol=1e-12)
+    assert np.abs(ro.exponents - ro.benettin).max() < 10.0 / T
+    # finite-time exponents scatter around the limit: std 0.0035 over 30 orbits at T = 10⁴,
+    # so 0.02 is ~6 standard deviations (this orbit: ~0.002 off)
+    want = [HENON_L1, math.log(HENON_B) - HENON_L1]
+    np.testing.assert_allclose(ro.exponents, want, rtol=0, atol=0.02)
+    # the guard: ln κ(Q) ≤ Σ ln κ(J) ≤ max_log_growth between folds, and folds measured no more
+    assert ro.fold_log_cond <= tm.max_log_growth + 1e-6
+
+
+@pytest.mark.parametrize(
+    "d, angle, T",
+    [
+        ([1e-3, 1e-5], 0.0, 2_000),
+        ([1e-3, 1e-5], 0.3, 10_000),
+        ([1e-200, 5e-201], 0.3, 2_000),
+        ([1e200, 5e199], 0.3, 2_000),
+    ],
+)
+def test_strongly_contracting_map_reads_out_exactly(d, angle, T):
+    """J = P diag(d) Pᵀ (P a rotation): σ_i(J^T) = d_i^T exactly.
+
+    diag(1e-3, 1e-5) rotated: κ(J) = 100, so 20 steps apart the small direction is 1e-40 of the
+    large one. d = 1e∓200 (1, 1/2): κ(J) = 2, folds are ~12 steps apart, yet Y itself under- or
+    overflows float64 within two steps unless the steps are rescaled.
+    """
+    d = np.array(d)
+    c, s = math.cos(angle), math.sin(angle)
+    P = np.array([[c, -s], [s, c]])
+    J = P @ np.diag(d) @ P.T
+    J = 0.5 * (J + J.T)  # exactly symmetric: singular values = |eigenvalues| = d to rounding
+    tm = _run_linear(TangentMap(2), np.repeat(J[None], T, axis=0))
+    ro = tm.readout()
+    np.testing.assert_allclose(ro.exponents, np.log(d), rtol=1e-13, atol=1e-12)
+    assert np.abs(ro.benettin - np.log(d)).max() < 1.0 / T  # QR diagonal: O(1/t) off
+    assert ro.fold_log_cond <= tm.max_log_growth + 1e-6
+
+
+def test_singular_step_is_an_error_naming_the_step():
+    tm = TangentMap(2)
+    jac = _henon_jacobians(10)
+    jac[5] = [[1.0, 2.0], [0.5, 1.0]]  # rank 1: step t = 6 makes Y singular
+    _run_linear(tm, jac)
+    with pytest.raises(TangentPrecisionError, match=r"step 6: .*reorth_every") as err:
+        tm.readout()
+    assert err.value.step == 6 and isinstance(err.value, FloatingPointError)
+    with pytest.raises(TangentPrecisionError):
+        tm.readout(method="qr_diagonal")
+    with pytest.raises(TangentPrecisionError):
+        tm.exponents()
+    # the record survives a checkpoint
+    resumed = TangentMap(2)
+    resumed.load_state_dict(tm.state_dict())
+    with pytest.raises(TangentPrecisionError, match=r"step 6: "):
+        resumed.readout()
+
+
+def test_unguarded_linear_steps_lose_directions_and_say_so(monkeypatch):
+    """Without step_linear's bound (the old behaviour) Hénon's λ2 is lost: an error, not -inf."""
+    monkeypatch.setattr(TangentMap, "_linear_growth", lambda self, J: (0.0, 0))
+    tm = _run_linear(TangentMap(2), _henon_jacobians(400))
+    with pytest.raises(
+        TangentPrecisionError, match="reorth_every .now 20. or max_log_growth"
+    ) as err:
+        tm.readout()
+    assert err.value.step % 20 == 0  # lost at a fold
+
+
+@pytest.mark.parametrize("T", [20, 60])
+def test_svd_that_loses_precision_is_an_error_not_a_wrong_exponent(T):
+    """An exactly triangular J on Y(0) = I keeps e1 (exponent ln ½) ahead of e2 (ln 2): the
+    factor's first row becomes [2^-T, ~2^T] and the Jacobi SVD loses σ_min (wrong at T = 20,
+    -inf at T = 60), while the QR diagonal stays exact."""
+    J = np.array([[0.5, 1.0], [0.0, 2.0]])
+    tm = _run_linear(TangentMap(2), np.repeat(J[None], T, axis=0))
+    with pytest.raises(TangentPrecisionError, match="method='qr_diagonal'"):
+        tm.readout()
+    ro = tm.readout(method="qr_diagonal")
+    np.testing.assert_allclose(ro.exponents, [math.log(2.0), math.log(0.5)], rtol=0, atol=1e-15)
+
+
+def _momentum_rotated(lam, lr, mu, T, **kw):
+    c, s = math.cos(0.3), math.sin(0.3)
+    V = torch.tensor([[c, -s], [s, c]], dtype=F64)
+    tm = TangentMap(2, **kw)
+    for _ in range(T):
+        tm.step_momentum(lr, mu, torch.tensor(lam, dtype=F64), V)
+    return tm
+
+
+def test_momentum_fold_that_loses_a_direction_is_an_error():
+    """Momentum steps have no growth bound: here κ(Q) grows ~e^3.4 per step."""
+    lam, lr, mu, T = [-20.0, 0.99], 1.0, 0.5, 100
+    # Y = V diag(y_i) Vᵀ with scalar recursions g ← μg + λy, y ← y − ηg: σ_i = |y_i(T)|
+    want = []
+    for lam_i in lam:
+        y, g = 1.0, 0.0
+        for _ in range(T):
+            g = mu * g + lam_i * y
+            y = y - lr * g
+        want.append(math.log(abs(y)) / T)
+    ro = _momentum_rotated(lam, lr, mu, T, reorth_every=1).readout()
+    np.testing.assert_allclose(ro.exponents, sorted(want, reverse=True), rtol=0, atol=1e-13)
+    # default reorth_every = 20: ~68 nats between folds, the first fold already lost λ2 (the
+    # garbage it left later overflows Q; the error names the cause)
+    with pytest.raises(TangentPrecisionError, match=r"step 20: .*reorth_every .now 20.\."):
+        _momentum_rotated(lam, lr, mu, T).readout()
+
+
+def test_overflow_between_reorthonormalizations_is_an_error():
+    V = torch.eye(3, dtype=F64)[:, :1]
+    tm = TangentMap(3, reorth_every=50)
+    with pytest.raises(TangentPrecisionError, match="overflowed"):
+        for _ in range(50):
+            tm.step_momentum(1.0, 0.0, torch.tensor([-1e100], dtype=F64), V)
 
 
 def test_growth_bound_triggers_early_reorthonormalization():

@@ -1,9 +1,12 @@
 """Tangent map of (momentum) SGD and its finite-time Lyapunov exponents.
 
-The tangent map Y(t) (NOTES.md, "Dynamics") is the product of thousands of per-step
-Jacobians. Multiplying it out and eigendecomposing YᵀY -- what the reference code did -- only
-resolves exponents within ≈ ln(1/ε)/t of the top one (≈ 18/t through YᵀY); everything below is
-noise or a NaN logarithm. Here Y is never formed:
+The tangent map Y(t) = ∂θ(t)/∂θ(0) (Herrmann, Granz, Landgraf, "Chaotic Dynamics are Intrinsic
+to Neural Network Training with SGD", NeurIPS 2022: Sec. 2.2, Eqs. 1-2; for SGD with and without
+momentum Sec. 2.3, Eq. 8) is the product of thousands of per-step Jacobians, and the finite-time
+Lyapunov exponents are ln σ_i(Y(t))/t, the eigenvalues of the paper's Lyapunov matrix (Eq. 3).
+Multiplying it out and eigendecomposing YᵀY -- what the reference code did -- only resolves
+exponents within ≈ ln(1/ε)/t of the top one (≈ 18/t through YᵀY); everything below is noise or
+a NaN logarithm. Here Y is never formed:
 
 * ``Y = Q · R``. ``Q`` (N×N, on the device of the state) takes the per-step updates; every
   ``reorth_every`` steps, or sooner when a cheap bound says Q's condition number may have grown
@@ -15,11 +18,20 @@ noise or a NaN logarithm. Here Y is never formed:
   overflows or underflows except terms that are below ε relative to their own row.
 * Alongside, the Benettin sums Σ ln|R'_ii| (exponents from the accumulated QR diagonal) are kept.
 
+Precision: a fold resolves the small directions of Q only to ~ε κ(Q) relative to the large ones,
+so the steps keep ln κ(Q) below ``max_log_growth``: ``step_sgd`` from the eigenvalues alone,
+``step_linear`` from J's singular values (and it rescales J by a power of two, so uniformly
+contracting maps never underflow). ``step_momentum`` has no such bound. Every fold measures what
+it actually resolved (column norm over diagonal of R'). :meth:`TangentMap.readout` raises
+:class:`TangentPrecisionError`, naming the step, instead of returning -inf or noise when a fold
+left a diagonal entry with a relative rounding error above ``_LOST_REL``, when Y(t) is singular
+to working precision, or when the SVD's ln σ do not add up to ln|det Y| = Σ ln|R_ii|.
+
 Readout (O(N³), only at checkpoints; on CPU through LAPACK): the exponents are ln σ_i(R)/t and
 the Lyapunov vectors the right singular vectors of R (Q is orthonormal after folding in the
 current Q). R is row-graded, the case in which the one-sided Jacobi SVD (``dgejsv``) keeps
-*relative* accuracy in every singular value, however small. Methods, reported in
-``LyapunovReadout.method``:
+*relative* accuracy in every singular value, however small, as long as B is well conditioned
+(checked: see above). Methods, reported in ``LyapunovReadout.method``:
 
 * ``"svd"``: R's dynamic range fits one float64 window; one Jacobi SVD of the whole factor.
 * ``"svd_deflated"``: the range is wider (long horizons, strong chaos). The top of the spectrum
@@ -41,10 +53,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg import lapack
 import torch
+from scipy.linalg import lapack
 
-__all__ = ["TangentMap", "LyapunovReadout"]
+__all__ = ["TangentMap", "LyapunovReadout", "TangentPrecisionError"]
 
 # Width (natural log) of one float64 window of the graded factor: e^-600 ≈ 3e-261 leaves ~108
 # nats above the smallest normal number (e^-708) for B's own small entries and LAPACK's scaling.
@@ -52,6 +64,28 @@ _WINDOW = 600.0
 # Distance (nats) kept between an accepted singular value and anything neglected next to it:
 # the relative error from the neglected part is ~ sqrt(N) κ(B) e^-margin.
 _MARGIN = 60.0
+# A fold whose worst diagonal entry R'_ii may be off by more than this (relative; rounding error
+# ≈ ε ‖R'_{:,i}‖ / |R'_ii|) has lost that direction: fewer than three digits of its contribution
+# to ln σ are left, and with accumulated step errors on top it can be pure noise. For float64 it
+# means ln κ(Q) ≳ 29 nats, far beyond the default budget of 8 (guarded steps never get there);
+# for a float32 map ≳ 9 nats, so there the budget should be lowered with the dtype.
+_LOST_REL = 1e-3
+_LN2 = math.log(2.0)
+
+
+class TangentPrecisionError(FloatingPointError):
+    """The tangent map can no longer resolve some Lyapunov exponents (see the message).
+
+    Raised by :meth:`TangentMap.readout` when a re-orthonormalization lost a direction (Q's
+    condition number grew past what the dtype carries), Y(t) is singular to working precision, or
+    the SVD of the accumulated factor lost precision; and by the steps when Q overflowed. ``step``
+    is the step t at which it happened.
+    """
+
+    def __init__(self, step: int, message: str):
+        """Record ``step`` and prefix it to ``message``."""
+        super().__init__(f"tangent map at step {step}: {message}")
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,8 @@ class LyapunovReadout:
     windows: number of Jacobi SVDs used (1 for "svd").
     orthogonality_loss: max |VᵀV − I| of the returned vectors (NaN without vectors).
     log_growth_since_reorth: bound on ln κ(Q) accumulated since the last re-orthonormalization.
+    fold_log_cond: max over all folds (and this readout's) of ln(‖R'_{:,i}‖ / |R'_ii|), the
+        digits (in nats) the worst fold lost: its relative rounding error is ≈ ε e^fold_log_cond.
     """
 
     exponents: np.ndarray
@@ -80,6 +116,46 @@ class LyapunovReadout:
     windows: int
     orthogonality_loss: float
     log_growth_since_reorth: float
+    fold_log_cond: float = 0.0
+
+
+def _pow2_scale(x: torch.Tensor, p: int) -> torch.Tensor:
+    """x · 2^p, exact while the entries stay normal (2^p itself is formed in range)."""
+    if p == 0:
+        return x
+    if abs(p) < 126:  # 2^p is a normal float32 and float64
+        return x * 2.0**p
+    h = p // 2
+    return x * 2.0**h * 2.0 ** (p - h)
+
+
+def _qr_log_cond(Rp: torch.Tensor):
+    """(max_i ln(‖Rp_{:,i}‖ / |Rp_ii|), its i, Rp all finite) with one host sync.
+
+    Householder QR gets R'_ii to ≈ ε ‖R'_{:,i}‖ absolute, so this is the relative precision the fold
+    lost in its worst direction (a lower bound on ln κ(Q); inf for a zero diagonal entry).
+    """
+    # one pass over Rp (a fold's only O(N²) extra): finite norms imply finite entries
+    norms = torch.linalg.vector_norm(Rp, dim=0)
+    ok = torch.isfinite(norms).all()
+    worst, i, ok = _max_log_ratio(norms, Rp.diagonal().abs(), ok)
+    if ok:
+        return worst, i, True
+    if not bool(torch.isfinite(Rp).all()):
+        return worst, i, False
+    # entries beyond sqrt(overflow): Q far from unit norm; scale each column by its largest entry
+    c = Rp.abs().amax(dim=0)
+    norms = torch.linalg.vector_norm(Rp / c, dim=0)
+    worst, i, _ = _max_log_ratio(norms, Rp.diagonal().abs() / c, torch.ones(()))
+    return worst, i, True
+
+
+def _max_log_ratio(num: torch.Tensor, den: torch.Tensor, flag: torch.Tensor):
+    lr = torch.log(num.to(torch.float64)) - torch.log(den.to(torch.float64))
+    lr = torch.nan_to_num(lr, nan=math.inf)  # an all-zero column: nothing of it survived
+    worst, i = lr.max(dim=0)
+    worst, i, flag = torch.stack([worst, i.to(torch.float64), flag.to(torch.float64)]).tolist()
+    return worst, int(i), bool(flag)
 
 
 def _fold(Rp: torch.Tensor, s: torch.Tensor, B: torch.Tensor):
@@ -175,9 +251,11 @@ class TangentMap:
         reorth_every: maximum number of steps between re-orthonormalizations of Q. Too rare and
             Q's columns collapse onto the top direction (the small exponents lose ~ln κ(Q)
             digits per fold) or overflow; too often and the O(N³) QR dominates the O(rN²) steps.
-        max_log_growth: for ``step_sgd`` a bound Σ ln(max|1-ηλ| / min|1-ηλ|) on ln κ(Q) is
-            tracked from the eigenvalues alone, and Q is re-orthonormalized early when it
-            exceeds this (e^8 ≈ 3000, i.e. ≤ ~1e-12 relative error per fold).
+        max_log_growth: budget for a bound on ln κ(Q) since the last re-orthonormalization:
+            ``step_sgd`` tracks Σ ln(max|1-ηλ| / min|1-ηλ|) from the eigenvalues alone and
+            folds once it reaches the budget; ``step_linear`` tracks Σ ln κ(J) and folds before a
+            step that would exceed it (e^8 ≈ 3000, i.e. ≤ ~1e-12 relative error per fold in
+            float64). ``math.inf`` turns both off.
     """
 
     def __init__(
@@ -188,6 +266,7 @@ class TangentMap:
         reorth_every: int = 20,
         max_log_growth: float = 8.0,
     ):
+        """Start at Y(0) = I; the arguments are described in the class docstring."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if dtype not in (torch.float32, torch.float64):
@@ -212,6 +291,9 @@ class TangentMap:
         self._growth = 0.0
         self._version = 0
         self._cache: tuple[int, LyapunovReadout] | None = None
+        # the first fold that lost a direction: (t, column, ln cond); and the worst fold so far
+        self._lost: tuple[int, int, float] | None = None
+        self._fold_log_cond = 0.0
 
     @property
     def t(self) -> int:
@@ -220,11 +302,27 @@ class TangentMap:
 
     # ----------------------------------------------------------------------------- stepping
     def step_linear(self, J: torch.Tensor) -> None:
-        """Y ← J Y for an arbitrary dense N×N Jacobian (O(N³); tests and custom maps)."""
+        """Y ← J Y for an arbitrary dense N×N Jacobian (O(N³); tests and custom maps).
+
+        Nothing bounds an arbitrary J's growth in advance, so each step pays for J's singular
+        values (one more O(N³) LAPACK call): ln κ(J) goes into the ``max_log_growth`` budget, and
+        Q is re-orthonormalized *before* a step that would exceed it, so between folds κ(Q) stays
+        within the budget unless a single J alone exceeds it. J is also rescaled by the power of
+        two that centres its singular values on 1 -- exactly, the factor goes into the log
+        scales -- so uniformly contracting or expanding maps never under- or overflow Q.
+        """
         self._no_momentum("step_linear")
         J = self._check_matrix(J, "J", (self.n, self.n))
+        growth, p = self._linear_growth(J)
+        if self._since and self._growth + growth > self.max_log_growth:
+            self.reorthonormalize()
+        if p:
+            J = _pow2_scale(J, p)
+            # Y = J Q R = (2^p J) Q (2^-p R): the row scales and the diagonal take the factor
+            self.s -= p * _LN2
+            self.log_diag -= p * _LN2
         self.Q = J @ self.Q
-        self._advance(0.0)
+        self._advance(growth)
 
     def step_sgd(self, lr: float, values: torch.Tensor, vectors: torch.Tensor) -> None:
         """Y ← (I − η V diag(λ) Vᵀ) Y, O(rN²): one VᵀQ product and one rank-r update in place.
@@ -243,12 +341,16 @@ class TangentMap:
     def step_momentum(
         self, lr: float, momentum: float, values: torch.Tensor, vectors: torch.Tensor
     ) -> None:
-        """One step of the momentum tangent recursion (NOTES.md, PyTorch convention).
+        """One step of the momentum tangent recursion (the paper's Eq. 8, Sec. 2.3).
 
+        With momentum in PyTorch's convention (v ← μv + g; θ ← θ − ηv), Eq. 8's
+        Y(t+1) = Y(t) − η Σ_s μ^{t−s} H(s) Y(s) is carried as a recursion:
         G(t) = μ G(t−1) + H(t) Y(t), G(−1) = 0; Y(t+1) = Y(t) − η G(t), with H = V diag(λ) Vᵀ
         from the (kept) eigenpairs as in :meth:`step_sgd`. G is carried as Ĝ with the same right
         factor as Y (G = Ĝ R), so Ĝ ← μĜ + HQ; Q ← Q − ηĜ, and Ĝ ← Ĝ R'^-1 at each fold.
-        Costs one extra N×N buffer. Re-orthonormalization here follows ``reorth_every`` only.
+        Costs one extra N×N buffer. Re-orthonormalization here follows ``reorth_every`` only
+        (no cheap bound exists for the 2N-dimensional recursion); a fold that lost precision
+        anyway makes :meth:`readout` raise :class:`TangentPrecisionError`.
         """
         lr = self._check_scalar(lr, "lr")
         mu = self._check_scalar(momentum, "momentum")
@@ -263,18 +365,25 @@ class TangentMap:
         self._advance(0.0)
 
     def reorthonormalize(self) -> None:
-        """Fold Q's triangular factor into the accumulated factor now (O(N³))."""
+        """Fold Q's triangular factor into the accumulated factor now (O(N³)).
+
+        Also measures how much precision the fold had left (O(N²)); a loss is recorded and
+        reported by :meth:`readout`. Raises :class:`TangentPrecisionError` if Q overflowed.
+        """
         if self._since == 0:
             return
         Qn, Rp = torch.linalg.qr(self.Q)
-        diag = Rp.diagonal()
-        if not bool(torch.isfinite(diag).all()):
-            raise FloatingPointError(
-                "tangent map overflowed between re-orthonormalizations; lower reorth_every"
-            )
+        log_cond, col, finite = _qr_log_cond(Rp)
+        if not finite:
+            if self._lost is not None:  # the overflow is a consequence: report the cause
+                raise TangentPrecisionError(self._lost[0], self._loss_message(*self._lost[1:]))
+            raise TangentPrecisionError(self._t, self._overflow_message())
+        self._fold_log_cond = max(self._fold_log_cond, log_cond)
+        if self._lost is None and log_cond > self._lost_log_cond():
+            self._lost = (self._t, col, log_cond)
         if self.G is not None:
             self.G = torch.linalg.solve_triangular(Rp, self.G, upper=True, left=False)
-        self.log_diag += torch.log(diag.abs().to(torch.float64))
+        self.log_diag += torch.log(Rp.diagonal().abs().to(torch.float64))
         self.s, self.B = _fold(Rp, self.s, self.B)
         self.Q = Qn
         self._since = 0
@@ -288,6 +397,9 @@ class TangentMap:
 
         ``method``: "auto" (Jacobi SVD, deflated when needed, Benettin fallback with a warning if
         LAPACK fails) or "qr_diagonal". ``window``/``margin`` (nats) are exposed for tests.
+        Raises :class:`TangentPrecisionError` rather than return a non-finite or undetermined
+        exponent: when a fold lost precision (see the module docstring), when Y(t) is singular
+        to working precision, or when the SVD's ln σ do not add up to ln|det Y| = Σ ln|R_ii|.
         """
         if method not in ("auto", "qr_diagonal"):
             raise ValueError(f"method must be 'auto' or 'qr_diagonal', got {method!r}")
@@ -298,12 +410,29 @@ class TangentMap:
         key = (self._version, method, window, margin)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
+        if self._lost is not None:
+            raise TangentPrecisionError(self._lost[0], self._loss_message(*self._lost[1:]))
         Rq = torch.linalg.qr(self.Q, mode="r")[1]
+        log_cond, col, finite = _qr_log_cond(Rq)
+        if not finite:
+            raise TangentPrecisionError(self._t, self._overflow_message())
+        if log_cond > self._lost_log_cond():
+            raise TangentPrecisionError(self._t, self._loss_message(col, log_cond))
+        fold_log_cond = max(self._fold_log_cond, log_cond)
         log_diag = self.log_diag + torch.log(Rq.diagonal().abs().to(torch.float64))
         s, B = _fold(Rq, self.s, self.B)
         del Rq
         s = s.cpu().numpy()
-        benettin = np.sort(log_diag.cpu().numpy())[::-1] / self._t
+        log_diag = log_diag.cpu().numpy()
+        singular = np.flatnonzero(~np.isfinite(log_diag))
+        if singular.size:
+            raise TangentPrecisionError(
+                self._t,
+                f"Y(t) is singular to working precision (ln|R_ii| of its triangular factor is "
+                f"{log_diag[singular[0]]} for i = {singular[0]}): a step was singular, and "
+                "exponents of -inf are not read out",
+            )
+        benettin = np.sort(log_diag)[::-1] / self._t
         finite = s[np.isfinite(s)]
         log_range = float(finite.max() - finite.min()) if finite.size else 0.0
         vectors, windows, loss = None, 0, float("nan")
@@ -322,6 +451,8 @@ class TangentMap:
                 del gram
             except np.linalg.LinAlgError as err:
                 warnings.warn(f"Jacobi SVD readout failed ({err}); using QR diagonal", stacklevel=2)
+            else:
+                self._check_svd(logsig, log_diag)
         out = LyapunovReadout(
             exponents=exps,
             vectors=vectors,
@@ -332,6 +463,7 @@ class TangentMap:
             windows=windows,
             orthogonality_loss=loss,
             log_growth_since_reorth=self._growth,
+            fold_log_cond=fold_log_cond,
         )
         self._cache = (key, out)
         return out
@@ -348,8 +480,11 @@ class TangentMap:
         return v
 
     def matrix(self) -> torch.Tensor:
-        """Dense Y(t) = Q diag(e^s) B. Only for small N and short horizons: it is exactly the
-        product whose float64 range problems the factored form avoids (may give inf / 0)."""
+        """Dense Y(t) = Q diag(e^s) B, only for small N and short horizons.
+
+        It is exactly the product whose float64 range problems the factored form avoids (may
+        give inf / 0).
+        """
         return self.Q @ (torch.exp(self.s).to(self.dtype)[:, None] * self.B)
 
     # -------------------------------------------------------------------------- checkpoints
@@ -365,6 +500,8 @@ class TangentMap:
             "log_growth": torch.tensor(self._growth, dtype=torch.float64),
             "reorth_every": torch.tensor(self.reorth_every, dtype=torch.int64),
             "max_log_growth": torch.tensor(self.max_log_growth, dtype=torch.float64),
+            "lost": torch.tensor(self._lost or (-1, 0, 0.0), dtype=torch.float64),
+            "fold_log_cond": torch.tensor(self._fold_log_cond, dtype=torch.float64),
         }
         if self.G is not None:
             sd["G"] = self.G.clone()
@@ -395,6 +532,12 @@ class TangentMap:
             self.reorth_every = int(sd["reorth_every"])
         if "max_log_growth" in sd:
             self.max_log_growth = float(sd["max_log_growth"])
+        # checkpoints from before the precision checks carry no record: nothing known lost
+        self._lost = None
+        if "lost" in sd and int(sd["lost"][0]) >= 0:
+            t, i, value = sd["lost"].tolist()
+            self._lost = (int(t), int(i), float(value))
+        self._fold_log_cond = float(sd["fold_log_cond"]) if "fold_log_cond" in sd else 0.0
         self._version += 1
         self._cache = None
 
@@ -406,6 +549,69 @@ class TangentMap:
         self._version += 1
         if self._since >= self.reorth_every or self._growth >= self.max_log_growth:
             self.reorthonormalize()
+
+    def _linear_growth(self, J: torch.Tensor) -> tuple[float, int]:
+        """ln κ₂(J) (inf if singular to working precision) and the power of two p for J.
+
+        2^p J has its singular values centred on 1: their geometric mean, or for a singular J the
+        largest one.
+        """
+        p0 = 0
+        hi, lo = torch.linalg.svdvals(J)[[0, -1]].tolist()
+        if not math.isfinite(hi):
+            # ‖J‖ beyond float range though its entries are not: normalize them first (exact)
+            p0 = -math.frexp(float(J.abs().amax()))[1]
+            hi, lo = torch.linalg.svdvals(_pow2_scale(J, p0))[[0, -1]].tolist()
+        if hi == 0.0:
+            return math.inf, 0
+        if lo > 0.0:
+            return math.log(hi / lo), p0 - round(0.5 * (math.log2(hi) + math.log2(lo)))
+        return math.inf, p0 - round(math.log2(hi))
+
+    def _lost_log_cond(self) -> float:
+        return math.log(_LOST_REL / torch.finfo(self.dtype).eps)
+
+    def _settings(self) -> str:
+        out = f"reorth_every (now {self.reorth_every})"
+        if self.G is None:  # momentum steps do not use the growth budget
+            out += f" or max_log_growth (now {self.max_log_growth:g})"
+        return out
+
+    def _overflow_message(self) -> str:
+        return (
+            "Q overflowed between re-orthonormalizations, so every direction is lost; "
+            f"lower {self._settings()}"
+        )
+
+    def _loss_message(self, i: int, log_cond: float) -> str:
+        err = torch.finfo(self.dtype).eps * math.exp(min(log_cond, 700.0))
+        size = "zero" if math.isinf(log_cond) else f"e^-{log_cond:.1f} of its column's norm"
+        return (
+            f"re-orthonormalizing Q left diagonal entry {i} of its triangular factor at {size} "
+            f"(relative rounding error ~{err:.0e} > {_LOST_REL:g}): Q's condition number grew "
+            f"past what {self.dtype} resolves, so the directions from {i} on (the smallest "
+            f"exponents) are lost. Lower {self._settings()}. If a single step's Jacobian is "
+            "singular to working precision, Y itself is singular: its lowest exponents are -inf "
+            "and cannot be read out."
+        )
+
+    def _check_svd(self, logsig: np.ndarray, log_diag: np.ndarray) -> None:
+        # Σ ln σ_i(R) = ln|det R| = Σ ln|R_ii| holds to rounding (~1e-15 relative in trials) when
+        # every σ is resolved; the Jacobi SVD only promises that while the row-normalized factor B
+        # is well conditioned. sqrt(ε) leaves ample room for rounding, and catches a lost σ.
+        total, want = float(np.sum(logsig)), float(np.sum(log_diag))
+        tol = math.sqrt(np.finfo(np.float64).eps) * (logsig.size + float(np.abs(log_diag).sum()))
+        if np.isfinite(logsig).all() and abs(total - want) <= tol:
+            return
+        raise TangentPrecisionError(
+            self._t,
+            f"the Jacobi SVD of the accumulated factor lost precision: Σ ln σ_i = {total:.6g} "
+            f"but ln|det Y| = Σ ln|R_ii| = {want:.6g}. Its rows are too ill-conditioned relative "
+            "to each other, as when the map keeps its directions ordered against them (e.g. an "
+            "exactly triangular Jacobian acting on Y(0) = I); no setting of TangentMap helps. "
+            "The QR-diagonal (Benettin) exponents are still determined: "
+            "readout(method='qr_diagonal').",
+        )
 
     @staticmethod
     def _sgd_growth(lr: float, lam: torch.Tensor) -> float:
