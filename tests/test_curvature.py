@@ -244,3 +244,77 @@ def test_zero_hessian():
     assert res.rank == 0 and res.values.numel() == 0 and res.vectors.shape == (50, 0)
     dense = hessian_eigenpairs(lambda t: t.sum(), theta, "dense")
     assert dense.rank == 0 and dense.null_tol == 0.0
+
+
+# -- the MLP's range basis -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "activation, steps, hidden, batch, duplicate",
+    [("relu", 0, 6, 8, False), ("relu", 200, 20, 8, False), ("sigmoid", 200, 6, 5, True)],
+)
+def test_range_basis_eigenpairs_match_dense(activation, steps, hidden, batch, duplicate):
+    """Rayleigh-Ritz on the MLP's range basis (with its reduced-model Hessian, and from full
+    Hessian-vector products) gives the dense eigenpairs; a repeated image (rank-deficient
+    inputs) shrinks the basis and changes nothing."""
+    model = _trained("mlp", activation, hidden=hidden, steps=steps)
+    x, y = _data(batch, seed=7)
+    if duplicate:
+        x[1] = x[0]
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model).double()
+    dense = hessian_eigenpairs(loss_fn, theta, "dense").nonzero()
+    g = grad(loss_fn)(theta)
+    inputs = batch - int(duplicate)
+    for basis in (models.hessian_range_basis(model, x, y), models.hessian_range_basis(model, x)):
+        assert basis.dim == hidden * inputs + hidden + 10 * hidden + 10
+        low = hessian_eigenpairs(
+            loss_fn, theta, "lowrank", generator=torch.Generator().manual_seed(0), range_basis=basis
+        )
+        assert low.rank == dense.rank and low.method == "lowrank"
+        scale = float(dense.values.abs().max())
+        assert float((low.values - dense.values).abs().max()) <= 1e-12 * scale
+        assert low.diagnostics["residual"] <= 1e-12 and low.diagnostics["probe_ratio"] <= 1e-12
+        for prune_set in cgd.PRUNE_SETS:
+            a = cgd.project_gradient(g, dense.values, dense.vectors, LR, prune_set)
+            b = cgd.project_gradient(g, low.values, low.vectors, LR, prune_set)
+            assert _rel(a, b, g) <= 1e-10, prune_set
+
+
+def test_reduced_hessian_is_the_dense_hessian_in_the_basis():
+    """SᵀHS from the reduced model equals the dense Hessian projected with an explicit S."""
+    model = _trained("mlp", "relu", hidden=6, steps=50)
+    x, y = _data(8, seed=3)
+    theta = models.flat_params(model).double()
+    basis = models.hessian_range_basis(model, x, y)
+    s = basis.expand(torch.eye(basis.dim, dtype=torch.float64))  # d×N, orthonormal rows
+    assert torch.allclose(s @ s.T, torch.eye(basis.dim, dtype=torch.float64), atol=1e-13)
+    h = curvature.dense_hessian(models.make_loss_fn(model, x, y), theta)
+    reference = s @ h @ s.T
+    assert torch.allclose(basis.reduced_hessian(theta), reference, rtol=0, atol=1e-13)
+    # and H = S (SᵀHS) Sᵀ: the basis holds the whole range
+    assert float((h - s.T @ reference @ s).abs().max()) <= 1e-13 * float(h.abs().max())
+
+
+def test_a_basis_missing_part_of_the_range_fails_its_checks():
+    model = _trained("mlp", "relu", hidden=6, steps=50)
+    x, y = _data(8, seed=3)
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model).double()
+    good = models.hessian_range_basis(model, x, y)
+    start, rows, cols, q = good.blocks[0]
+    short = curvature.BlockBasis(good.n, ((start, rows, cols, q[:, :-1]),) + good.blocks[1:])
+    with pytest.raises(curvature.LowRankCheckError, match="probe ratio"):
+        hessian_eigenpairs(loss_fn, theta, "lowrank", range_basis=short)
+    auto = hessian_eigenpairs(loss_fn, theta, "auto", range_basis=short)
+    assert auto.method == "dense" and "probe ratio" in auto.diagnostics["fallback"]
+    # a reduced Hessian that is not the model's (another batch's labels) fails the residual
+    wrong = models.hessian_range_basis(model, x, (y + 1) % 10)
+    with pytest.raises(curvature.LowRankCheckError, match="residual"):
+        hessian_eigenpairs(loss_fn, theta, "lowrank", range_basis=wrong)
+
+
+def test_only_the_mlp_has_a_range_basis():
+    x, y = _data(8, seed=0)
+    assert models.hessian_range_basis(models.build_model("cnn"), x, y) is None
+    assert models.hessian_range_basis(models.build_model("mlp"), x, y).dim == 390
