@@ -318,3 +318,48 @@ def test_only_the_mlp_has_a_range_basis():
     x, y = _data(8, seed=0)
     assert models.hessian_range_basis(models.build_model("cnn"), x, y) is None
     assert models.hessian_range_basis(models.build_model("mlp"), x, y).dim == 390
+
+
+# -- the ReLU networks' linear block -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch, steps", [("cnn", 0), ("cnn", 200), ("mlp", 50)])
+def test_linear_block_forms_the_same_dense_hessian(arch, steps):
+    """The dense Hessian from the rows outside the largest layer plus that layer's
+    Gauss-Newton block is the full one: same eigenvalues, same projected gradients."""
+    model = _trained(arch, "relu", hidden=6, steps=steps)
+    x, y = _data(8, seed=9)
+    loss_fn = models.make_loss_fn(model, x, y)
+    theta = models.flat_params(model).double()
+    block = models.hessian_linear_block(model, x, y)
+    sizes = [sum(p.numel() for p in m.parameters()) for m in model.children()]
+    assert block.stop - block.start == max(sizes)
+    full = hessian_eigenpairs(loss_fn, theta, "dense")
+    fast = hessian_eigenpairs(loss_fn, theta, "dense", linear_block=block)
+    assert fast.diagnostics["formed"] == "block"
+    assert fast.diagnostics["hvps"] == theta.numel() - max(sizes) + 2
+    scale = float(full.values.abs().max())
+    assert float((full.values - fast.values).abs().max()) <= 1e-13 * scale
+    g = grad(loss_fn)(theta)
+    for prune_set in cgd.PRUNE_SETS:
+        a = cgd.project_gradient(g, full.values, full.vectors, LR, prune_set)
+        b = cgd.project_gradient(g, fast.values, fast.vectors, LR, prune_set)
+        assert _rel(a, b, g) <= 1e-10, prune_set
+
+
+def test_a_wrong_linear_block_is_caught_and_the_hessian_formed_in_full():
+    """A sigmoid has curvature of its own: no linear block is offered, and one forced on it
+    fails its check, so the Hessian is formed in full."""
+    x, y = _data(8, seed=9)
+    torch.manual_seed(0)
+    sigmoid = models.build_model("cnn", "sigmoid")
+    assert models.hessian_linear_block(sigmoid, x, y) is None
+    torch.manual_seed(0)
+    relu = models.build_model("cnn", "relu")
+    forced = models.hessian_linear_block(relu, x, y)
+    loss_fn = models.make_loss_fn(sigmoid, x, y)
+    theta = models.flat_params(sigmoid).double()
+    res = hessian_eigenpairs(loss_fn, theta, "dense", linear_block=forced)
+    assert res.diagnostics["formed"] == "full (the linear-block check failed)"
+    ref = hessian_eigenpairs(loss_fn, theta, "dense")
+    assert torch.equal(res.values, ref.values)

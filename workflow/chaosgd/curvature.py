@@ -65,6 +65,7 @@ from chaosgd.vocab import CURVATURE_METHODS
 
 __all__ = [
     "BlockBasis",
+    "LinearBlock",
     "Eigenpairs",
     "LowRankCheckError",
     "default_rtol",
@@ -185,6 +186,23 @@ class BlockBasis:
         return out
 
 
+@dataclass(frozen=True)
+class LinearBlock:
+    """A block ``[start, stop)`` of θ in which the model's logits are (piecewise) linear.
+
+    In a network of linear layers, convolutions, ReLUs and max-pools the logits are linear in
+    each layer's own weights and bias (the activation pattern and the pooling choices fixed),
+    so the loss Hessian's diagonal block of one layer is its Gauss-Newton part J_Uᵀ A J_U, with
+    J_U the logits' Jacobian in the block and A the cross-entropy's Hessian in the logits. The
+    dense Hessian then needs Hessian-vector products only for the parameters outside the block:
+    its rows there give every other block by symmetry. ``gauss_newton`` maps θ to J_Uᵀ A J_U.
+    """
+
+    start: int
+    stop: int
+    gauss_newton: Callable[[Tensor], Tensor]
+
+
 def default_rtol(dtype: torch.dtype) -> float:
     """Relative null tolerance of the shared rule: 1e-10 in float64, 1e-5 in lower precision."""
     return 1e-10 if dtype == torch.float64 else 1e-5
@@ -239,9 +257,50 @@ def _gaussian(rows: int, n: int, theta: Tensor, generator: torch.Generator | Non
     return omega.to(device=theta.device, dtype=theta.dtype)
 
 
-def _dense(loss_fn: LossFn, theta: Tensor, rtol: float, chunk_size: int | None) -> Eigenpairs:
+def _dense_with_block(
+    loss_fn: LossFn, theta: Tensor, block: LinearBlock, chunk_size: int | None, check: int
+) -> Tensor | None:
+    """The dense Hessian from the rows outside ``block`` and its Gauss-Newton diagonal block;
+    ``None`` when ``check`` random products of loss_fn's with vectors inside the block disagree
+    (the premise does not hold for this model)."""
+    n = theta.numel()
+    outside = torch.ones(n, dtype=torch.bool, device=theta.device)
+    outside[block.start : block.stop] = False
+    rows_idx = torch.nonzero(outside).flatten()
+    eye = torch.eye(n, dtype=theta.dtype, device=theta.device)
+    hvp = make_hvp(loss_fn, theta, chunk_size=chunk_size)
+    probes = torch.zeros(check, n, dtype=theta.dtype, device=theta.device)
+    # a fixed stream: the check must not draw from (and so change) the global random state
+    gen = torch.Generator(device=theta.device).manual_seed(0)
+    probes[:, block.start : block.stop] = _gaussian(check, block.stop - block.start, theta, gen)
+    out = hvp(torch.cat([eye[rows_idx], probes]))
+    rows, hp = out[: rows_idx.numel()], out[rows_idx.numel() :]
+    h = torch.empty(n, n, dtype=theta.dtype, device=theta.device)
+    h[rows_idx] = rows
+    h[:, rows_idx] = rows.T
+    h[block.start : block.stop, block.start : block.stop] = block.gauss_newton(theta).to(h.dtype)
+    scale = float(h.abs().max()) or 1.0
+    if float((hp - probes @ h).abs().max()) > 1e-12 * scale * max(1.0, math.sqrt(n)):
+        return None
+    return h
+
+
+def _dense(
+    loss_fn: LossFn,
+    theta: Tensor,
+    rtol: float,
+    chunk_size: int | None,
+    linear_block: LinearBlock | None = None,
+) -> Eigenpairs:
     t0 = time.perf_counter()
-    h = dense_hessian(loss_fn, theta, chunk_size=chunk_size)
+    h, hvps, formed = None, 0, "full"
+    if linear_block is not None:
+        h = _dense_with_block(loss_fn, theta, linear_block, chunk_size, check=2)
+        hvps = theta.numel() - (linear_block.stop - linear_block.start) + 2
+        formed = "block" if h is not None else "full (the linear-block check failed)"
+    if h is None:
+        h = dense_hessian(loss_fn, theta, chunk_size=chunk_size)
+        hvps += theta.numel()
     if not bool(torch.isfinite(h).all()):
         raise ValueError("loss_fn has non-finite Hessian values at theta")
     scale = float(h.abs().max())
@@ -252,7 +311,8 @@ def _dense(loss_fn: LossFn, theta: Tensor, rtol: float, chunk_size: int | None) 
     rank = int((values.abs() > null_tol).sum())
     diagnostics = {
         "asymmetry": asym,
-        "hvps": theta.numel(),
+        "hvps": hvps,
+        "formed": formed,
         "seconds": time.perf_counter() - t0,
     }
     return Eigenpairs(values.to(torch.float64), vectors, rank, "dense", null_tol, diagnostics)
@@ -458,6 +518,7 @@ def hessian_eigenpairs(
     probe_tol: float | None = None,
     chunk_size: int | None = 512,
     range_basis: BlockBasis | None = None,
+    linear_block: LinearBlock | None = None,
 ) -> Eigenpairs:
     """Eigenpairs of the Hessian of ``loss_fn`` (flat 1-D θ ↦ scalar) at ``theta``.
 
@@ -482,6 +543,10 @@ def hessian_eigenpairs(
             :func:`chaosgd.models.hessian_range_basis`): ``lowrank`` and ``auto`` then do
             Rayleigh-Ritz on it instead of sketching, with the same acceptance checks (``auto``
             falls back to dense if they fail); ignored by ``dense``.
+        linear_block: a parameter block in which the logits are piecewise linear (e.g.
+            :func:`chaosgd.models.hessian_structure` for ReLU networks): the dense Hessian is
+            then formed with Hessian-vector products outside it only, checked by two random
+            products inside it (the full formation otherwise).
 
     The result lives on θ's device; eigenvalues are float64.
     """
@@ -502,7 +567,7 @@ def hessian_eigenpairs(
         residual_tol = rtol
     n = theta.numel()
     if method == "dense":
-        return _dense(loss_fn, theta, rtol, chunk_size)
+        return _dense(loss_fn, theta, rtol, chunk_size, linear_block)
     kwargs = dict(
         rtol=rtol,
         generator=generator,
@@ -520,7 +585,7 @@ def hessian_eigenpairs(
         try:
             return _on_basis(loss_fn, theta, range_basis, *args)
         except LowRankCheckError as exc:
-            result = _dense(loss_fn, theta, rtol, chunk_size)
+            result = _dense(loss_fn, theta, rtol, chunk_size, linear_block)
             result.diagnostics["fallback"] = str(exc)
             return result
     if method == "lowrank":
@@ -536,6 +601,6 @@ def hessian_eigenpairs(
         reason = f"rank above crossover: {exc}"
     except LowRankCheckError as exc:
         reason = str(exc)
-    result = _dense(loss_fn, theta, rtol, chunk_size)
+    result = _dense(loss_fn, theta, rtol, chunk_size, linear_block)
     result.diagnostics["fallback"] = reason
     return result
