@@ -138,3 +138,37 @@ def test_batched_forward_and_batched_grads_match_loops():
     for i in range(3):
         assert torch.allclose(losses[i], loss_fn(thetas[i]), rtol=1e-13, atol=0)
         assert torch.allclose(grads[i], grad(loss_fn)(thetas[i]), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_init_distance_from_the_fan_ins_matches_sampling(arch):
+    """App. A.8: √E‖θ₁ − θ₂‖² from the fan-ins against 120 pairs of real initializations."""
+    expected = models.init_distance(models.build_model(arch))
+    dists = []
+    for s in range(120):
+        torch.manual_seed(10_000 + 2 * s)
+        a = models.flat_params(models.build_model(arch))
+        torch.manual_seed(10_001 + 2 * s)
+        b = models.flat_params(models.build_model(arch))
+        dists.append(float((a - b).norm()))
+    d = torch.tensor(dists, dtype=torch.float64)
+    rms = float(d.square().mean().sqrt())
+    stderr = float(d.std() / len(dists) ** 0.5)
+    assert abs(rms - expected) <= 4 * stderr
+    assert abs(float(d.mean()) - expected) <= 4 * stderr + 0.01 * expected
+    # every parameter lies inside its bound, and the bounds are tight
+    torch.manual_seed(0)
+    model = models.build_model(arch)
+    for (count, bound), p in zip(models.init_bounds(model), model.parameters()):
+        assert count == p.numel()
+        top = float(p.detach().abs().max())
+        # tight: of 30 or more uniform draws, the largest is above half the bound (1 − 2⁻³⁰)
+        assert top <= bound and (p.numel() < 30 or top >= 0.5 * bound)
+
+
+def test_init_distance_of_the_paper_mlp():
+    # W1: 5120·2/(3·256), b1: 20·2/(3·256), W2: 200·2/(3·20), b2: 10·2/(3·20)
+    exact = (5120 * 2 / 768 + 20 * 2 / 768 + 200 * 2 / 60 + 10 * 2 / 60) ** 0.5
+    assert models.init_distance(models.build_model("mlp")) == pytest.approx(exact, rel=1e-12)
+    assert exact == pytest.approx(4.515, abs=1e-3)
+    assert exact * 2**0.5 == pytest.approx(6.38, abs=0.01)  # the value App. A.8 quotes
