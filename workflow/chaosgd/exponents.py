@@ -15,9 +15,27 @@ import pandas as pd
 EXACT_METHODS = ("svd", "svd_deflated")
 
 
-def readout_steps(total: int, readouts: int) -> list[int]:
-    """``readouts`` steps evenly spaced over ``total``, the last one at ``total``."""
-    return sorted({max(1, round(k * total / readouts)) for k in range(1, readouts + 1)})
+def readout_steps(
+    total: int, readouts: int, early: int = 0, anchors: tuple[int, ...] = ()
+) -> list[int]:
+    """The exact readouts' steps: ``readouts`` evenly spaced over ``total`` (the last one at
+    ``total``), ``early`` more log-spaced from step 1 up to the first of those, so that the start
+    of training, where App. C.1's exponents are above 0, is resolved, and the ``anchors`` within
+    the run (App. C.2's reference times t₀)."""
+    if total < 1 or readouts < 1 or early < 0:
+        raise ValueError(f"readout_steps: total {total}, readouts {readouts}, early {early}")
+    steps = {max(1, round(k * total / readouts)) for k in range(1, readouts + 1)}
+    if early:
+        first = min(steps)
+        steps |= {int(round(v)) for v in np.geomspace(1, first, early + 1)[:-1]}
+    steps |= {int(a) for a in anchors if 1 <= int(a) <= total}
+    return sorted(steps)
+
+
+def anchor_steps(anchors, total: int) -> list[int]:
+    """App. C.2's reference times t₀ clipped to a run of ``total`` steps (the reference code's
+    10 and 10⁴ steps; one past the end becomes the last step), distinct and ascending."""
+    return sorted({min(max(1, int(a)), total) for a in anchors})
 
 
 def classify(exponents: np.ndarray, t: int, neutral_tol: float) -> tuple[np.ndarray, np.ndarray]:
@@ -62,3 +80,63 @@ def exact_readouts(
     rows = exponents_df[exponents_df["method"].isin(methods)]
     rows = rows[["step", "lambda_1", "lambda_N"]].drop_duplicates("step", keep="last")
     return rows.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def random_baseline(d1: int, d2: int, n: int) -> float:
+    """E‖VᵀW‖²_F / min(d1, d2) for independent uniformly random subspaces of dimensions d1, d2
+    in ℝⁿ: d1·d2/n / min(d1, d2) = max(d1, d2)/n (the reference code's baseline for App. C.2)."""
+    if min(d1, d2) == 0:
+        return float("nan")
+    return max(d1, d2) / n
+
+
+def stability_row(
+    ref: np.ndarray,
+    ref_exponents: np.ndarray,
+    ref_t: int,
+    cur: np.ndarray,
+    cur_exponents: np.ndarray,
+    cur_t: int,
+    neutral_tol: float,
+    rng: np.random.Generator,
+) -> dict:
+    """App. C.2 as the reference code measured it: the Lyapunov basis ``ref`` (N×N, columns in
+    the order of ``ref_exponents``) fixed at t₀ = ``ref_t`` against a later basis ``cur``.
+
+    For each pair (at t₀, now): chaotic–chaotic (λ > 0), edge–edge (λ ≥ 0: chaotic or neutral),
+    non-chaotic–non-chaotic (λ < 0), and the cross terms chaotic–non-chaotic both ways: the
+    similarity ‖VᵀW‖²_F / min(dim), its random baseline max(dim)/N, and random–random: the same
+    similarity for random index sets of the same dimensions drawn from the two bases, which is
+    what the value would be if the split carried no information. A subspace that stabilises
+    has chaotic–chaotic well above both baselines.
+    """
+    n = ref.shape[0]
+    pos0, neg0 = classify(ref_exponents, ref_t, neutral_tol)
+    pos1, neg1 = classify(cur_exponents, cur_t, neutral_tol)
+    sets0 = {"chaotic": pos0, "edge": ~neg0, "nonchaotic": neg0}
+    sets1 = {"chaotic": pos1, "edge": ~neg1, "nonchaotic": neg1}
+    row: dict = {"t0": int(ref_t), "step": int(cur_t)}
+    for a, b in (
+        ("chaotic", "chaotic"),
+        ("edge", "edge"),
+        ("nonchaotic", "nonchaotic"),
+        ("chaotic", "nonchaotic"),
+        ("nonchaotic", "chaotic"),
+    ):
+        m0, m1 = sets0[a], sets1[b]
+        d0, d1 = int(m0.sum()), int(m1.sum())
+        name = a if a == b else f"{a}_vs_{b}"
+        value = subspace_similarity(ref[:, m0], cur[:, m1])
+        idx0 = rng.choice(n, size=d0, replace=False)
+        idx1 = rng.choice(n, size=d1, replace=False)
+        rand = subspace_similarity(ref[:, idx0], cur[:, idx1])
+        row.update(
+            {
+                f"dim0_{name}": d0,
+                f"dim_{name}": d1,
+                f"similarity_{name}": value,
+                f"baseline_{name}": random_baseline(d0, d1, n),
+                f"random_{name}": rand,
+            }
+        )
+    return row
