@@ -187,6 +187,16 @@ def test_spectrum_diagnostics_matches_brute_force():
     assert dd["grad_frac_positive"] == pytest.approx(float(c2[nz & (lam > 0)].sum()), rel=1e-12)
     assert dd["grad_frac_negative"] == pytest.approx(float(c2[nz & (lam < 0)].sum()), rel=1e-12)
     assert dd["lambda_min"] == pytest.approx(float(lam.min()), rel=1e-12)
+    # the reference code's convention: all N eigenvalues, the null ones split evenly
+    n = lam.numel()
+    null = int((~nz).sum())
+    assert dd["ref_n_negative"] == dd["n_negative"] + null / 2
+    assert dd["ref_n_positive"] + dd["ref_n_negative"] == n
+    cos = (v.T @ g).abs() / g.norm()
+    pos_ref = float(cos[nz & (lam > 0)].sum()) / (int((nz & (lam > 0)).sum()) + null / 2)
+    assert dd["ref_cos_positive"] == pytest.approx(pos_ref, rel=1e-12)
+    assert dd["cos_lambda_max"] == pytest.approx(float(cos[int(lam.argmax())]), rel=1e-12)
+    assert dd["cos_lambda_min"] == pytest.approx(float(cos[int(lam.argmin())]), rel=1e-12)
     for key in dd:
         if key.startswith("n_") or key == "rank":
             assert dd[key] == dl[key], key

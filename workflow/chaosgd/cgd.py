@@ -28,6 +28,7 @@ directions, which carry no gradient).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable
 
 import torch
@@ -189,6 +190,14 @@ def spectrum_diagnostics(grad: Tensor, eigenpairs: Eigenpairs, lr: float) -> dic
     chaotic (|1 − ηλ| > 1); ``rank``; ``lambda_min`` / ``lambda_max`` of the whole spectrum (0
     joins the nonzero eigenvalues whenever the rank is below N); and the fractions of ‖g‖² in
     the positive, negative and null eigenspaces (``grad_frac_*``; they sum to 1).
+
+    The reference code's convention (``ref_*``) too: it counted the signs of all N eigenvalues
+    of a dense float32 Hessian, so its N − rank numerically null ones fell to either side by
+    their rounding sign; here they are split evenly, as rounding splits them on average
+    (``ref_n_negative``, ``ref_n_positive``). Its gradient overlap was the mean over the positive
+    (negative) eigenvectors of |cos(g, vᵢ)|, null ones included (g lies in the range, so they
+    add zeros): ``ref_cos_positive``, ``ref_cos_negative``; and |cos| with the eigenvectors of
+    λ_max and λ_min (``cos_lambda_max``, ``cos_lambda_min``).
     """
     lr = _validate_lr(lr)
     values = eigenpairs.values
@@ -212,6 +221,12 @@ def spectrum_diagnostics(grad: Tensor, eigenpairs: Eigenpairs, lr: float) -> dic
     frac_pos = float(coeff_sq[pos].sum()) / gsq if gsq > 0 else 0.0
     frac_neg = float(coeff_sq[neg].sum()) / gsq if gsq > 0 else 0.0
     frac_chaotic = float(coeff_sq[chaotic].sum()) / gsq if gsq > 0 else 0.0
+    half_null = (eigenpairs.n_params - rank) / 2.0
+    cos = coeff_sq.sqrt() / math.sqrt(gsq) if gsq > 0 else torch.zeros_like(coeff_sq)
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    ref_pos, ref_neg = n_pos + half_null, n_neg + half_null
+    top = int(torch.argmax(torch.where(nz, values, -math.inf))) if rank else None
+    bottom = int(torch.argmin(torch.where(nz, values, math.inf))) if rank else None
     return {
         "n_negative": int(neg.sum()),
         "n_positive": int(pos.sum()),
@@ -225,6 +240,12 @@ def spectrum_diagnostics(grad: Tensor, eigenpairs: Eigenpairs, lr: float) -> dic
         "grad_frac_null": max(0.0, 1.0 - frac_pos - frac_neg) if gsq > 0 else 0.0,
         "grad_frac_chaotic": frac_chaotic,
         "null_tol": float(eigenpairs.null_tol),
+        "ref_n_negative": ref_neg,
+        "ref_n_positive": ref_pos,
+        "ref_cos_positive": float(cos[pos].sum()) / ref_pos if ref_pos > 0 else 0.0,
+        "ref_cos_negative": float(cos[neg].sum()) / ref_neg if ref_neg > 0 else 0.0,
+        "cos_lambda_max": float(cos[top]) if top is not None and values[top] > 0 else 0.0,
+        "cos_lambda_min": float(cos[bottom]) if bottom is not None and values[bottom] < 0 else 0.0,
     }
 
 
