@@ -3,10 +3,10 @@
 # writes results/<stage>/.
 import sys
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, update_config
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
-from chaosgd.config import validate_config
+from chaosgd.config import typed_overrides, validate_config
 
 min_version("9.0")
 
@@ -22,6 +22,9 @@ if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+# --config resources='{speed: 2}' arrives with every nested value a string (Snakemake reads it
+# with YAML's BaseLoader): read those values as a config file would.
+update_config(config, typed_overrides(workflow.config_settings.config))
 # Fills in the schema defaults; a misspelled key or a wrong type stops here, naming the key.
 validate_config(config)
 

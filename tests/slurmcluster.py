@@ -121,6 +121,8 @@ SACCT_FIELDS = (
     "Start",
     "End",
     "Elapsed",
+    "TimelimitRaw",
+    "ReqMem",
     "Comment",
 )
 

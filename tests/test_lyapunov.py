@@ -17,7 +17,14 @@ from chaosgd.io import load_tensors
 from chaosgd.models import build_model, flat_params, make_loss_fn
 from test_train import BASE, Crash, CrashAt, run_cli
 
-LYAP = dict(readouts=3, quantiles=[0.1, 0.5, 0.9], neutral_tol=1e-8, reorth_every=3)
+LYAP = dict(
+    readouts=3,
+    quantiles=[0.1, 0.5, 0.9],
+    neutral_tol=1e-8,
+    reorth_every=3,
+    early_readouts=1,
+    anchors=[2, 100],
+)
 
 
 def settings(**changes):
@@ -33,6 +40,7 @@ def lyap_args(**changes) -> list[str]:
         "--readouts", str(opts["readouts"]),
         "--neutral-tol", str(opts["neutral_tol"]), "--reorth-every", str(opts["reorth_every"]),
         "--quantiles", *map(str, opts["quantiles"]),
+        "--early-readouts", str(opts["early_readouts"]), "--anchors", *map(str, opts["anchors"]),
     ]  # fmt: skip
 
 
@@ -130,24 +138,34 @@ def test_training_outputs_equal_the_training_stage(tmp_path, fmnist_pt):
     for name in ("steps", "epochs"):
         assert lyap_out[name].read_bytes() == train_out[name].read_bytes(), name
     info = json.loads(lyap_out["info"].read_text())
-    assert info["result"]["lyapunov"]["readout_steps"] == [2, 4, 6]
+    # 3 even, 1 early (log-spaced from step 1), the anchors 2 and 100 clipped to the run's 6
+    assert info["result"]["lyapunov"]["readout_steps"] == [1, 2, 4, 6]
 
 
 def test_tables(tmp_path, fmnist_pt):
     rc, out = run_lyapunov(settings(), fmnist_pt, tmp_path / "lyap")
     assert rc == 0
     exps = pd.read_parquet(out["exponents"])
-    assert exps["step"].tolist() == [2, 4, 6]
+    assert exps["step"].tolist() == [1, 2, 4, 6]
     assert set(exps["method"]) == {"svd"}
-    for col in ("lambda_1", "lambda_N", "q0.1", "q0.5", "q0.9", "log_range", "seconds"):
+    for col in ("lambda_1", "lambda_N", "q0.1", "q0.5", "q0.9", "log_range"):
         assert exps[col].dtype == np.float64
+    assert "seconds" not in exps  # timings live in run.json: a rerun's table is identical
     for col in ("n_positive", "n_negative", "n_neutral"):
         assert exps[col].dtype == np.int32
     assert (exps[["n_positive", "n_negative", "n_neutral"]].sum(axis=1) == 544).all()
     assert (exps["lambda_1"] >= exps["q0.9"]).all() and (exps["q0.1"] >= exps["lambda_N"]).all()
+    # App. C.2: every readout after each anchor t0 (2, and 100 clipped to 6) against it
     subs = pd.read_parquet(out["subspaces"])
-    assert subs["step"].tolist() == [4, 6] and subs["previous_step"].tolist() == [2, 4]
+    assert subs["t0"].tolist() == [2, 2] and subs["step"].tolist() == [4, 6]
     assert ((subs["similarity_chaotic"] > 0) & (subs["similarity_chaotic"] <= 1 + 1e-12)).all()
+    assert (subs["dim_chaotic"] + subs["dim_nonchaotic"] <= 544).all()
+    assert np.allclose(
+        subs["baseline_chaotic"], np.maximum(subs["dim0_chaotic"], subs["dim_chaotic"]) / 544
+    )
+    # the split carries information: well above the random-subspace values
+    assert (subs["similarity_chaotic"] > subs["baseline_chaotic"] + 0.2).all()
+    assert (subs["similarity_chaotic"] > subs["random_chaotic"] + 0.2).all()
 
 
 def test_resume_with_tangent_map_equals_uninterrupted(tmp_path, fmnist_pt):
@@ -165,11 +183,8 @@ def test_resume_with_tangent_map_equals_uninterrupted(tmp_path, fmnist_pt):
     rc, out = run_lyapunov(s, fmnist_pt, folder)
     assert rc == 0
     assert json.loads(out["info"].read_text())["result"]["resumed_from_step"] == 4
-    for name in ("exponents", "subspaces", "steps", "epochs"):
-        a, b = pd.read_parquet(ref[name]), pd.read_parquet(out[name])
-        if "seconds" in a:
-            a, b = a.drop(columns="seconds"), b.drop(columns="seconds")
-        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for name in ("exponents", "subspaces", "steps", "epochs", "spectrum", "final"):
+        assert ref[name].read_bytes() == out[name].read_bytes(), name
     a, b = load_tensors(ref["spectrum"]), load_tensors(out["spectrum"])
     assert torch.equal(a["vectors"], b["vectors"]) and torch.equal(a["exponents"], b["exponents"])
 

@@ -3,7 +3,8 @@
 Starts a single-node SLURM with one fake GPU (tests/slurmcluster.py), runs a
 workflow with `snakemake --profile profiles/slurm`, and checks in SLURM's own
 records (sacct, scontrol) that the GPU rules were given a GPU and the CPU
-rules were not; then that every daemon is gone again.
+rules were not, and that every job's time limit and memory are what its rule
+asked (chaosgd.resources); then that every daemon is gone again.
 
 Skipped, with the reason, where SLURM is not installed (see .ci/slurm-install)
 or the test does not run as root.
@@ -16,6 +17,7 @@ temporary working directory.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import subprocess
@@ -49,8 +51,16 @@ EXPECTED_RULES = {
 
 # Overrides for the test cluster, layered over the profile's own
 # default-resources: its partition (set in default_resources_args), a short
-# time limit and little memory.
+# time limit and little memory. Every rule sets its own runtime and mem_mb, so
+# these are only the fallback, and no job may show them.
 TEST_RESOURCES = {"runtime": 10, "mem_mb": 300}
+
+# A site's scaling of the rules' requests, as README says to give it: nodes
+# 20x slower than the reference machine make the tiny jobs' time limits differ
+# from job to job (15-40 min) and from the floor, and the jobs on the cluster
+# must read the nested value as the submitting Snakemake did.
+SITE_CONFIG = {"speed": 0.05}
+SITE_ARGS = ["--config", "resources={speed: 0.05}"]
 
 # 1 CPU per job (pitfall 8: on 2 cores a job asking for more CPUs than are
 # free waits forever). Capping threads keeps the profile's own
@@ -185,6 +195,46 @@ def _check_gpu_routing(cluster: SlurmCluster, rows: list[dict[str, str]]) -> Non
             assert "gres/gpu" not in scontrol_tres, scontrol_tres
 
 
+def expected_requests(configfile: Path, site: dict):
+    """The planner of the jobs' requests (chaosgd.resources) for ``configfile`` with the site's
+    ``resources`` settings: what the Snakefile computes."""
+    from chaosgd import plan
+    from chaosgd.config import validate_config
+
+    config = yaml.safe_load(configfile.read_text())
+    config["resources"] = dict(site)
+    config = validate_config(config)
+    runs, groups, lyapunov = plan.plan_runs(config)
+    refs = plan.ensemble_references(config, runs, lyapunov)
+    figures = plan.figures(runs, groups, lyapunov, refs, config["ensembles"])
+    return plan.job_resources(config, runs, lyapunov, refs, figures)
+
+
+def _minutes(limit: str) -> int:
+    """scontrol's TimeLimit ([days-]hours:minutes:seconds) in minutes."""
+    days, _, clock = limit.rpartition("-")
+    h, m, s = (int(x) for x in clock.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + math.ceil(s / 60)
+
+
+def _check_requests(cluster: SlurmCluster, rows: list[dict[str, str]], planned) -> None:
+    """Each job's time limit and memory in sacct and scontrol are its rule's request for it
+    (the rule name and wildcard value come from the plugin's job comment)."""
+    for row in rows:
+        stage = row["Rule"].split("_")[0]
+        _, _, key = row["Comment"].partition("_wildcards_")
+        want = planned.request(stage, key or None)
+        where = f"{row['Rule']} {key}: {row}"
+        assert int(row["TimelimitRaw"]) == want.runtime, where
+        assert re.fullmatch(rf"{want.mem_mb}Mn?", row["ReqMem"]), where
+        job = cluster.scontrol_job(row["JobID"])
+        assert _minutes(job["TimeLimit"]) == want.runtime, (where, job["TimeLimit"])
+        assert job["MinMemoryNode"] == f"{want.mem_mb}M", (where, job["MinMemoryNode"])
+    limits = {int(r["TimelimitRaw"]) for r in rows}
+    # the profile's fallback reached no job, and the jobs' limits follow their sizes
+    assert TEST_RESOURCES["runtime"] not in limits and len(limits) > 1, limits
+
+
 def _check_outputs(workdir: Path) -> None:
     """The pipeline's results are all there; the fake GPU is only a scheduling slot, so the
     GPU jobs fell back to the CPU (device: auto)."""
@@ -212,8 +262,9 @@ def test_profile_routes_gpu_rules_to_gpu(tmp_path: Path, capsys: pytest.CaptureF
         timings["cluster start"] = time.monotonic() - t0
 
         t1 = time.monotonic()
+        tiny = REPO / "config/tiny.yaml"
         rows = run_workflow_on_cluster(
-            cluster, tmp_path, REPO / "Snakefile", ["--configfile", str(REPO / "config/tiny.yaml")]
+            cluster, tmp_path, REPO / "Snakefile", ["--configfile", str(tiny), *SITE_ARGS]
         )
         timings["workflow"] = time.monotonic() - t1
 
@@ -221,6 +272,7 @@ def test_profile_routes_gpu_rules_to_gpu(tmp_path: Path, capsys: pytest.CaptureF
         assert all(r["State"] == "COMPLETED" for r in rows), rows
         assert {r["Partition"] for r in rows} == {cluster.partition}, rows
         _check_gpu_routing(cluster, rows)
+        _check_requests(cluster, rows, expected_requests(tiny, SITE_CONFIG))
         _check_outputs(tmp_path)
     finally:
         t2 = time.monotonic()

@@ -87,11 +87,31 @@ def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def _read_manifest(tar: tarfile.TarFile, archive: Path) -> dict:
+    """The archive's manifest, checked to be what :func:`export` writes: a ``root`` folder name
+    and, per file, its ``sha256``; else :class:`ArchiveError` naming the archive."""
     try:
         member = tar.getmember(MANIFEST)
     except KeyError:
         raise ArchiveError(f"{archive}: not a chaosgd results archive (no {MANIFEST})") from None
-    return json.loads(tar.extractfile(member).read())
+    try:
+        manifest = json.loads(tar.extractfile(member).read())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise ArchiveError(f"{archive}: its {MANIFEST} is not JSON ({exc})") from None
+    usable = (
+        isinstance(manifest, dict)
+        and isinstance(manifest.get("root"), str)
+        and isinstance(manifest.get("files"), dict)
+        and all(
+            isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+            for entry in manifest["files"].values()
+        )
+    )
+    if not usable:
+        raise ArchiveError(
+            f"{archive}: its {MANIFEST} is damaged (expected a root folder name and a sha256 "
+            "per file); export the archive again"
+        )
+    return manifest
 
 
 def import_(archive: Path, results: Path, force: bool = False) -> dict:

@@ -138,6 +138,33 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     return config
 
 
+def typed_overrides(overrides) -> dict:
+    """Snakemake's ``--config`` values with their nested scalars typed as in a config file.
+
+    Snakemake reads a nested value (``--config resources='{speed: 2}'``) with YAML's BaseLoader,
+    which leaves every scalar in it a string ('2'); each such string is read again as YAML, so
+    that numbers, booleans and null are what the same text in a config file would be. Top-level
+    scalars (``--config download_cache=x``) are Snakemake's own business and stay as given.
+    """
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {k: typed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [typed(v) for v in value]
+        if isinstance(value, str):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+            # only what BaseLoader flattened: a scalar that YAML reads as a number, bool or null
+            if parsed is None or isinstance(parsed, (bool, int, float)):
+                return parsed
+        return value
+
+    return {k: typed(v) for k, v in dict(overrides or {}).items() if isinstance(v, (dict, list))}
+
+
 def _one_line_per_key(errors: list[jsonschema.ValidationError]) -> list[str]:
     # A key can break several rules at once (0.0 for an integer of minimum 1); a second line
     # naming the same key reads like a second mistake.

@@ -12,21 +12,29 @@ Writes ``distances.parquet`` (long: one row per dtype × strategy × ε × recor
 ``members.parquet`` (one row per member, final evaluation) and an info JSON with timings: seconds
 per step of the ensemble, of one model trained alone the ordinary way (``nn.Module`` +
 ``torch.optim.SGD``, a few hundred steps measured in the same job), and their ratio.
+
+With ``--checkpoint`` the job writes the ensembles' state every ``checkpoint_every`` steps (the
+reference run's setting), after each dtype, and on SIGTERM / SIGINT at the next step boundary
+before exiting with status 143 / 130; a rerun resumes from it (:mod:`chaosgd.recovery`) and
+writes the same tables as an uninterrupted run (the info JSON's timings aside).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
 
+from chaosgd import recovery
 from chaosgd.exponents import exact_readouts
-from chaosgd.io import load_tensors, read_parquet, write_json, write_parquet
+from chaosgd.io import load_tensors, read_parquet, save_tensors, write_json, write_parquet
 from chaosgd.lockstep import BACKENDS, run_ensemble, time_single_model
-from chaosgd.perturbations import check_reference, directions, plan_members
+from chaosgd.perturbations import SPECTRUM_KEYS, check_reference, directions, plan_members
 from chaosgd.settings import RunSettings
 from chaosgd.training import TrainingError, environment, load_data, select_device
 from chaosgd.vocab import DTYPES, STRATEGIES
@@ -81,15 +89,67 @@ def _parser() -> argparse.ArgumentParser:
     io.add_argument("--out-distances", required=True, help="output: distances.parquet")
     io.add_argument("--out-members", required=True, help="output: members.parquet")
     io.add_argument("--out-info", required=True, help="output: info JSON (timings)")
+    io.add_argument(
+        "--checkpoint",
+        default=None,
+        help="resumable checkpoint file, written every --checkpoint-every steps of the run's "
+        "settings and on SIGTERM / SIGINT",
+    )
     io.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
+def _fingerprint(settings: RunSettings, args, dtypes: list[str], extra: list[int]) -> dict:
+    """What an ensembles checkpoint must match: the reference's settings (but
+    ``checkpoint_every``), the ensemble settings, digests of the dataset and of the reference's
+    spectrum (the directions and θ(0) come from it), and the stage's code."""
+    run = {k: v for k, v in settings.as_dict().items() if k != "checkpoint_every"}
+    ensemble = {
+        "eps": [float(e) for e in args.eps],
+        "dtypes": list(dtypes),
+        "direction_seed": args.direction_seed,
+        "record_every": args.record_every,
+        "extra_steps": sorted(int(s) for s in extra),
+        "backend": args.backend,
+    }
+    inputs = {
+        "data": recovery.input_digest(args.data),
+        "spectrum": recovery.input_digest(args.spectrum_file),
+    }
+    return recovery.fingerprint({"run": run, "ensemble": ensemble, "inputs": inputs}, "ensembles")
+
+
+def _save(path: Path, fingerprint: dict, states: dict, dtype: str, state: dict) -> None:
+    """Checkpoint callback of one dtype's ensemble: one file holds every dtype's latest state."""
+    states[dtype] = state
+    save_tensors({"fingerprint": fingerprint, "states": states}, path)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train one reference's perturbed ensembles from the command line; 0 on success."""
+    """Train one reference's perturbed ensembles from the command line; 0 on success, 1 with a
+    one-line error, 128 + the signal's number when SIGTERM / SIGINT stopped it after writing
+    its checkpoint (``--checkpoint``: a rerun resumes from it)."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    try:
+        with recovery.stop_on_signals() as stop:
+            return _run(args, checkpoint, stop)
+    except recovery.Interrupted as exc:
+        print(exc.report(checkpoint), file=sys.stderr)
+        return exc.exit_status
+    except recovery.UnusableCheckpoint as exc:
+        moved = recovery.set_aside(checkpoint)
+        print(
+            f"error: checkpoint {checkpoint} does not fit this job ({exc}); set aside as "
+            f"{moved}, a rerun starts over",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(args, checkpoint: Path | None, stop: recovery.StopFlag) -> int:
     try:
         settings = RunSettings.from_namespace(args)
         if args.record_every < 1:
@@ -102,13 +162,35 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(dtypes)) != len(dtypes):
             raise ValueError(f"--dtypes must be distinct, got {dtypes}")
         plan_members(args.eps)
-        spectrum = load_tensors(args.spectrum_file)
-        theta0 = check_reference(settings, spectrum)
-        dirs = directions(spectrum, torch.Generator().manual_seed(args.direction_seed))
+        spectrum = load_tensors(args.spectrum_file, keys=SPECTRUM_KEYS)
+        try:
+            theta0 = check_reference(settings, spectrum)
+            dirs = directions(spectrum, torch.Generator().manual_seed(args.direction_seed))
+        except ValueError as exc:  # its content, not its bytes: name the file all the same
+            raise ValueError(f"{args.spectrum_file}: {exc}") from None
         extra = ()
         if args.exponents:
-            extra = exact_readouts(read_parquet(args.exponents))["step"].tolist()
+            table = read_parquet(
+                args.exponents,
+                require=["step", "method"],
+                numeric=["step"],
+                finite=["step"],
+                nonempty=True,
+            )
+            extra = exact_readouts(table)["step"].tolist()
         device = select_device(settings.device)
+        states: dict = {}
+        if checkpoint is not None:
+            fingerprint = _fingerprint(settings, args, dtypes, extra)
+            saved = recovery.load_checkpoint(checkpoint, fingerprint, device)
+            if saved is not None:
+                states = saved.get("states")
+                if not isinstance(states, dict) or not all(
+                    isinstance(s, dict) and "step" in s for s in states.values()
+                ):
+                    raise recovery.UnusableCheckpoint("it holds no per-dtype ensemble states")
+                where = ", ".join(f"{d} at step {s['step']}" for d, s in states.items())
+                print(f"resuming {settings.run_id} from {checkpoint}: {where}", file=sys.stderr)
         tables, member_tables, runs = [], [], []
         for dtype in dtypes:
             s = dataclasses.replace(settings, dtype=dtype)
@@ -126,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
                 backend=args.backend,
                 progress=not args.no_progress,
                 extra_steps=extra,
+                checkpoint=(
+                    None
+                    if checkpoint is None
+                    else functools.partial(_save, checkpoint, fingerprint, states, dtype)
+                ),
+                checkpoint_every=settings.checkpoint_every,
+                stop=stop,
+                resume=states.get(dtype),
             )
             res.info["single_seconds_per_step"] = single
             res.info["single_steps_timed"] = timed
@@ -163,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         args.out_info,
     )
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     for run in runs:
         single = run["single_seconds_per_step"]
         baseline = (

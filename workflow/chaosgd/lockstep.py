@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm import tqdm
 
+from chaosgd import recovery
 from chaosgd.models import unflatten
 from chaosgd.perturbations import Member, initial_parameters, plan_members
 from chaosgd.settings import RunSettings
@@ -359,12 +360,13 @@ class EnsembleResult:
     info: dict
 
 
-def batches(n: int, settings: RunSettings, device: torch.device):
-    """(step, index tensor on ``device``) of every step, in the reference's batch order."""
+def batches(n: int, settings: RunSettings, device: torch.device, start: int = 0):
+    """(step, index tensor on ``device``) of every step from ``start`` on, in the reference's
+    batch order."""
     per_epoch = math.ceil(n / settings.batch_size)
-    for epoch in range(settings.epochs):
+    for epoch in range(start // per_epoch, settings.epochs):
         order = epoch_order(n, settings.seed, epoch).to(device)
-        for within in range(per_epoch):
+        for within in range(max(0, start - epoch * per_epoch), per_epoch):
             bs = settings.batch_size
             yield epoch * per_epoch + within, order[within * bs : (within + 1) * bs]
 
@@ -381,11 +383,21 @@ def run_ensemble(
     backend: str = "auto",
     progress: bool = False,
     extra_steps=(),
+    checkpoint=None,
+    checkpoint_every: int = 0,
+    stop: recovery.StopFlag | None = None,
+    resume: dict | None = None,
 ) -> EnsembleResult:
     """Train the reference and its 5·|eps| perturbed copies in ``dtype`` as one lockstep ensemble.
 
     ``data`` must already be in ``dtype`` on ``device`` (``training.load_data``). States are
     recorded as :func:`record_steps` says.
+
+    ``checkpoint(state)`` (if given) receives the ensemble's state (:func:`_state`) every
+    ``checkpoint_every`` steps, at the end, and at the step boundary after ``stop`` rises,
+    whereupon :class:`chaosgd.recovery.Interrupted` is raised. ``resume`` (such a state)
+    continues from it to the same results as an uninterrupted run; one that does not fit this
+    ensemble raises :class:`chaosgd.recovery.UnusableCheckpoint`.
     """
     members = plan_members(eps)
     thetas, dmat = initial_parameters(theta0, dirs, members)
@@ -397,8 +409,12 @@ def run_ensemble(
     slot = {s: r for r, s in enumerate(steps)}
     sizes = [p.numel() for p in model.parameters()]
     rec = _DistanceRecorder(ens.names, sizes, dmat, len(steps), device)
+    start, seconds_before = 0, 0.0
+    if resume is not None:
+        start, seconds_before = _restore(resume, ens, rec, total, f"{settings.run_id} {dtype}")
     bar = tqdm(
         total=total,
+        initial=start,
         desc=f"{settings.run_id} {dtype} x{len(members)}",
         file=sys.stderr,
         mininterval=10,
@@ -406,8 +422,14 @@ def run_ensemble(
         disable=not progress,
     )
     t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return seconds_before + time.perf_counter() - t0
+
     with torch.no_grad():
-        for step, idx in batches(n, settings, device):
+        for step, idx in batches(n, settings, device, start):
             r = slot.get(step)
             if r is not None:
                 rec.record(r, ens.params)
@@ -419,11 +441,24 @@ def run_ensemble(
                 # checking now and then (each check waits for the device) misses nothing
                 _check_finite(loss, members, dtype, step, settings.run_id)
             bar.update(1)
+            done = step + 1
+            if done == total:
+                continue
+            # a stop after the last step just lets the ensemble finish
+            if checkpoint is not None and (stop or done % checkpoint_every == 0):
+                checkpoint(_state(done, total, ens, rec, elapsed()))
+            if stop:
+                bar.close()
+                raise recovery.Interrupted(
+                    stop.signum,
+                    f"the {dtype} ensemble of {settings.run_id} after step {done} of {total}",
+                )
         rec.record(slot[total], ens.params)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
+    seconds = elapsed()
     bar.close()
+    if checkpoint is not None and start < total:
+        # the finished ensemble too: a stop in the next dtype's then does not redo this one
+        checkpoint(_state(total, total, ens, rec, seconds))
     final = ens.flat()
     if not bool(torch.isfinite(final).all()):
         raise TrainingError(
@@ -455,8 +490,58 @@ def run_ensemble(
         "backend": ens.backend.name,
         "seconds": seconds,
         "seconds_per_step": seconds / total,
+        "resumed_from_step": start if resume is not None else None,
     }
     return EnsembleResult(distances, member_table, final.to(torch.float64).cpu(), info)
+
+
+def _state(step: int, total: int, ens: LockstepSGD, rec: _DistanceRecorder, seconds: float):
+    """A lockstep ensemble's state after ``step`` steps: everything :func:`_restore` needs to
+    continue it bit for bit (parameters, momentum buffers, the records so far)."""
+    return {
+        "step": step,
+        "total": total,
+        "params": dict(ens.params),
+        "buffers": None if ens.buffers is None else dict(ens.buffers),
+        "dist": rec.dist,
+        "along": rec.along,
+        "loss": rec.loss,
+        "acc": rec.acc,
+        "seconds": seconds,
+    }
+
+
+def _restore(
+    state: dict, ens: LockstepSGD, rec: _DistanceRecorder, total: int, what: str
+) -> tuple[int, float]:
+    """Load a :func:`_state` into a freshly built ensemble; returns (steps done, seconds so far).
+
+    Everything is checked before anything is assigned, so that a state that does not fit leaves
+    the ensemble as built and raises :class:`chaosgd.recovery.UnusableCheckpoint`."""
+
+    def fits(got, like: Tensor) -> bool:
+        return torch.is_tensor(got) and got.shape == like.shape and got.dtype == like.dtype
+
+    try:
+        step, params, buffers = int(state["step"]), state["params"], state["buffers"]
+        ok = int(state["total"]) == total and 0 <= step <= total
+        ok = ok and set(params) == set(ens.params)
+        ok = ok and all(fits(params[k], v) for k, v in ens.params.items())
+        ok = ok and (buffers is None) == (not (ens.momentum and step > 0))
+        ok = ok and (buffers is None or all(fits(buffers.get(k), v) for k, v in ens.params.items()))
+        ok = ok and all(fits(state[k], getattr(rec, k)) for k in ("dist", "along", "loss", "acc"))
+        seconds = float(state["seconds"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise recovery.UnusableCheckpoint(f"{what}: {type(exc).__name__}: {exc}") from None
+    if not ok:
+        raise recovery.UnusableCheckpoint(f"{what}: the saved state does not fit this ensemble")
+    device = rec.dist.device
+    # contiguous copies on the device: the backends update the parameters in place via views
+    ens.params = {k: params[k].to(device).contiguous() for k in ens.names}
+    ens.buffers = None if buffers is None else {k: buffers[k].to(device) for k in ens.names}
+    for k in ("dist", "along", "loss", "acc"):
+        getattr(rec, k).copy_(state[k])
+    return step, seconds
 
 
 def _check_finite(loss: Tensor, members: list[Member], dtype: str, step: int, run: str) -> None:

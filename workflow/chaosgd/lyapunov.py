@@ -13,7 +13,8 @@ Writes, into ``results/lyapunov/<run>/``:
   range exceeds one float64 window). Readouts are exact Jacobi SVDs of the accumulated factor.
   Cheaper QR-diagonal (Benettin) estimates exist but are not recorded: started from the
   identity frame they converge as O(1/t) with large constants and even had the wrong sign of
-  λ1 over the first hundreds of steps of real runs.
+  λ1 over the first hundreds of steps of real runs. Each readout's time is in ``run.json``
+  (``readout_seconds_each``), not here, so that a resumed run's table is identical.
 - ``subspaces.parquet``: similarity of the chaotic (λ > 0) and non-chaotic (λ < 0) Lyapunov
   subspaces between consecutive exact readouts (App. C.2): ‖V_aᵀ V_b‖²_F / min(dim), the mean
   squared cosine of their principal angles (1 = one contains the other).
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chaosgd import recovery
 from chaosgd.exponents import classify
 from chaosgd.io import save_tensors, write_parquet
 from chaosgd.models import flat_params
@@ -62,6 +64,20 @@ def add_lyapunov_arguments(parser: argparse.ArgumentParser) -> None:
     lyap.add_argument(
         "--reorth-every", type=int, required=True, help="most steps between QR foldings"
     )
+    lyap.add_argument(
+        "--early-readouts",
+        type=int,
+        default=0,
+        help="more readouts, log-spaced from step 1 to the first even one (App. C.1's start)",
+    )
+    lyap.add_argument(
+        "--anchors",
+        type=int,
+        nargs="*",
+        default=[],
+        help="steps t0 whose Lyapunov subspaces later readouts are compared to (App. C.2; "
+        "clipped to the run)",
+    )
 
 
 def make_trainer(
@@ -74,7 +90,7 @@ def make_trainer(
     """A training run with a tangent map attached, and the run's initial parameters."""
     if not settings.spectrum:
         raise ValueError(f"run {settings.run_id}: the tangent map needs spectrum: true")
-    trainer = Trainer(settings, data, checkpoint=checkpoint, progress=progress)
+    trainer = Trainer(settings, data, checkpoint=checkpoint, progress=progress, stage="lyapunov")
     theta0 = flat_params(trainer.model).to(torch.float64).cpu()
     hook = TangentHook(
         n=theta0.numel(),
@@ -84,6 +100,8 @@ def make_trainer(
         quantiles=args.quantiles,
         neutral_tol=args.neutral_tol,
         reorth_every=args.reorth_every,
+        early_readouts=args.early_readouts,
+        anchors=tuple(args.anchors),
         device=trainer.device,
     )
     trainer.hooks["tangent"] = hook
@@ -115,7 +133,9 @@ def write_spectrum(path, final: LyapunovReadout, neutral_tol: float, theta0, run
 def main(argv: list[str] | None = None) -> int:
     """Train one run with its tangent map from the command line; returns the exit status.
 
-    Writes the training outputs and the finite-time Lyapunov spectra.
+    Writes the training outputs and the finite-time Lyapunov spectra. Exit status 0 on success,
+    1 with a one-line error, 128 + the signal's number when SIGTERM / SIGINT stopped it after
+    writing its checkpoint (:meth:`chaosgd.training.Trainer.run`).
     """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.lyapunov",
@@ -133,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             settings, args.data, args, args.checkpoint, not args.no_progress
         )
         result = trainer.run()
+    except recovery.Interrupted as exc:
+        print(exc.report(trainer.checkpoint), file=sys.stderr)
+        return exc.exit_status
     except (TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "readout_steps": sorted(hook.exact_steps),
         "tangent_seconds": hook.seconds["tangent"],
         "readout_seconds": hook.seconds["readout"],
+        "readout_seconds_each": hook.readout_seconds,
         "final_method": final.method,
         "reorth_every": args.reorth_every,
     }

@@ -9,13 +9,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import math
 import os
 import re
 import shlex
 from pathlib import Path
 
+from chaosgd.resources import JobResources
 from chaosgd.settings import ROLES, RUN_ID_SUFFIX, TOP_LEVEL, RunSettings, Variant
-from chaosgd.vocab import ARCHITECTURES, FIGURE_KINDS
+from chaosgd.vocab import ARCHITECTURES, DATASETS, FIGURE_KINDS
 
 
 def datasets_args(config: dict, dataset: str) -> str:
@@ -36,6 +38,7 @@ def datasets_args(config: dict, dataset: str) -> str:
         args += ["--mirror", url]
     for name, md5 in sorted(src["md5"].items()):
         args += ["--md5", f"{name}={md5}"]
+    args += ["--resize", src["resize"]]
     return shlex.join(args)
 
 
@@ -96,11 +99,33 @@ def _settings(config: dict, exp: dict, **run) -> RunSettings:
     return RunSettings(**values)
 
 
+def total_steps(settings: RunSettings) -> int:
+    """A run's length in steps: ⌈n / batch_size⌉ per epoch, n its training images (``train_size``,
+    or the dataset's whole training split when that is 0 or larger, as the training stage
+    subsamples)."""
+    n = DATASETS[settings.dataset].train_size
+    if settings.train_size:
+        n = min(settings.train_size, n)
+    return math.ceil(n / settings.batch_size) * settings.epochs
+
+
+def _length(settings: RunSettings) -> str:
+    """How a run's length comes about, for messages."""
+    n = DATASETS[settings.dataset].train_size
+    if settings.train_size:
+        n = min(settings.train_size, n)
+    return (
+        f"{total_steps(settings)} steps ({n} images / batch {settings.batch_size} x "
+        f"{settings.epochs} epochs)"
+    )
+
+
 def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[str]]]:
     """All runs of the config's experiments, and each experiment's runs (in config order).
 
     A run shared by several experiments (e.g. one SGD baseline) appears once; two experiments
-    that define the same run name with different settings are an error.
+    that define the same run name with different settings are an error, and so is a CGD onset
+    at or past the end of its run (it would never prune: a run identical to SGD, mislabelled).
     """
     runs: dict[str, RunSettings] = {}
     owner: dict[str, str] = {}
@@ -131,6 +156,12 @@ def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[st
                             momentum=momentum,
                             seed=seed,
                         )
+                        if is_cgd and onset >= total_steps(settings):
+                            raise ValueError(
+                                f"experiments[{name}].onsets: onset {onset} is at or past the end "
+                                f"of run {rid}, which has {_length(settings)}; CGD would never "
+                                f"prune. Use an onset below {total_steps(settings)}"
+                            )
                         if rid in runs:
                             # a shared run records what any of its experiments asks of it
                             merged = {
@@ -189,6 +220,14 @@ def lyapunov_runs(
                 if m.run_id not in chosen:
                     chosen.append(m.run_id)
     every = {r for chosen in selected.values() for r in chosen}
+    readouts = config["lyapunov"]["readouts"]
+    for rid in sorted(every):
+        # readouts are distinct steps of the run (chaosgd.exponents.readout_steps)
+        if readouts > total_steps(runs[rid]):
+            raise ValueError(
+                f"lyapunov.readouts: {readouts} readouts, but run {rid} has only "
+                f"{_length(runs[rid])}; use at most {total_steps(runs[rid])}"
+            )
     forced = {
         rid: dataclasses.replace(s, spectrum=True) if rid in every else s for rid, s in runs.items()
     }
@@ -213,6 +252,8 @@ def lyapunov_args(config: dict) -> str:
         "--neutral-tol", repr(float(lyap["neutral_tol"])),
         "--reorth-every", str(lyap["reorth_every"]),
         "--quantiles", *[repr(float(q)) for q in lyap["quantiles"]],
+        "--early-readouts", str(lyap["early_readouts"]),
+        "--anchors", *[str(a) for a in lyap["anchors"]],
     ]  # fmt: skip
     return shlex.join(args)
 
@@ -274,7 +315,8 @@ def _figure(
     inputs = tuple(f"results/{f.format(run=r)}" for r in runs for f in spec.files)
     caption = (
         f"{spec.shows} Experiment {experiment}: {describe_runs([settings[r] for r in runs])}"
-        f"{note} Reproduces {spec.paper} of the paper."
+        f"{note} Reproduces {spec.paper} of the paper. The numbers drawn: "
+        f"results/figures/{name}.parquet."
     )
     return Figure(name, kind, experiment, tuple(runs), inputs, caption, options)
 
@@ -403,6 +445,27 @@ def claims_inputs(
     for r in references:
         files += [f"results/ensembles/{r}/distances.parquet", f"results/fits/{r}/fits.parquet"]
     return sorted(set(files))
+
+
+# --- job resources ------------------------------------------------------------------------------
+
+
+def job_resources(
+    config: dict,
+    runs: dict[str, RunSettings],
+    lyapunov: dict[str, list[str]],
+    references: dict[str, str],
+    figures: dict[str, Figure],
+) -> JobResources:
+    """Each job's runtime and memory request (:mod:`chaosgd.resources`), for the rules'
+    ``resources:``; the figures and claims are sized by the result tables they read."""
+    return JobResources(
+        config,
+        runs,
+        references=references,
+        figures={name: fig.inputs for name, fig in figures.items()},
+        claims_inputs=claims_inputs(runs, lyapunov, references),
+    )
 
 
 def config_name(configfiles, basedir) -> str:

@@ -8,18 +8,21 @@ momentum, seed, learning rate, batch size, epochs, subset, dtype), where and how
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from chaosgd.io import atomic_path, read_parquet
+from chaosgd.io import atomic_path, read_parquet, read_run_info
 
 SETTINGS = [
     "run_id", "dataset", "model", "activation", "hidden", "variant", "onset", "momentum", "seed",
     "lr", "batch_size", "epochs", "train_size", "dtype", "spectrum", "curvature",
 ]  # fmt: skip
+
+
+def _rounded(value, digits: int):
+    return None if value is None else round(float(value), digits)
 
 
 def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
@@ -29,14 +32,23 @@ def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
     rows = []
     for rid in run_ids:
         folder = results / "train" / rid
-        info = json.loads((folder / "run.json").read_text())
-        last = read_parquet(folder / "epochs.parquet").iloc[-1]
+        info = read_run_info(
+            folder / "run.json",
+            rid,
+            settings=SETTINGS,
+            result=("steps", "wall_seconds", "steps_per_second"),
+            environment=("device",),
+        )
+        last = read_parquet(
+            folder / "epochs.parquet", finite=["train_acc", "val_acc"], nonempty=True
+        ).iloc[-1]
         row = {k: info["settings"][k] for k in SETTINGS}
         row.update(
             device=info["environment"]["device"],
             steps=info["result"]["steps"],
-            wall_seconds=round(info["result"]["wall_seconds"], 1),
-            steps_per_second=round(info["result"]["steps_per_second"], 2),
+            wall_seconds=_rounded(info["result"]["wall_seconds"], 1),
+            # None when a run took no measurable time (see chaosgd.training.Trainer.run)
+            steps_per_second=_rounded(info["result"]["steps_per_second"], 2),
             tangent_map="lyapunov" in info["result"],
             final_train_acc=round(float(last["train_acc"]), 4),
             final_val_acc=round(float(last["val_acc"]), 4),
@@ -57,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         table = runs_table(args.results, args.runs)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError) as exc:  # UnreadableFile is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     with atomic_path(args.out) as tmp:

@@ -3,8 +3,10 @@
 :class:`TangentHook` is a :class:`chaosgd.training.StepHook`: after every step it advances a
 :class:`chaosgd.tangent.TangentMap` with that step's Hessian eigenpairs (restricted to the kept
 ones while CGD prunes), Y ← (I − ηH)Y or the momentum recursion (the paper's Eq. 8), and at
-the readout steps reads it out exactly (a Jacobi SVD): the exponents' summary and the
-similarity of the chaotic / non-chaotic Lyapunov subspaces to the previous readout's.
+the readout steps reads it out exactly: the exponents' summary (App. C.1; log-spaced early
+readouts resolve the start) and, as the reference code measured App. C.2, the similarity of the
+chaotic, edge and non-chaotic Lyapunov subspaces of every later readout to those fixed at the
+reference times t₀, with random baselines (:func:`chaosgd.exponents.stability_row`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ import pandas as pd
 import torch
 
 from chaosgd.curvature import Eigenpairs
-from chaosgd.exponents import classify, readout_steps, subspace_similarity, summary
+from chaosgd.exponents import anchor_steps, readout_steps, stability_row, summary
 from chaosgd.settings import RunSettings
 from chaosgd.tangent import LyapunovReadout, TangentMap
+
+# subspaces.parquet: one row per (t₀, later readout), as chaosgd.exponents.stability_row
+SUBSPACE_COLUMNS = ["t0", "step"] + [
+    f"{kind}_{name}"
+    for name in ("chaotic", "edge", "nonchaotic", "chaotic_vs_nonchaotic", "nonchaotic_vs_chaotic")
+    for kind in ("dim0", "dim", "similarity", "baseline", "random")
+]
 
 
 class TangentHook:
@@ -35,19 +44,37 @@ class TangentHook:
         neutral_tol: float,
         reorth_every: int,
         device: torch.device,
+        early_readouts: int = 0,
+        anchors: tuple[int, ...] = (),
     ):
         self.s = settings
+        # the hook's settings that shape its outputs, for the checkpoint's fingerprint
+        self._settings = {
+            "readouts": int(readouts),
+            "quantiles": [float(q) for q in quantiles],
+            "neutral_tol": float(neutral_tol),
+            "reorth_every": int(reorth_every),
+            "early_readouts": int(early_readouts),
+            "anchors": [int(a) for a in anchors],
+        }
         self.tangent = TangentMap(n, torch.float64, device, reorth_every=reorth_every)
-        self.exact_steps = set(readout_steps(total_steps, readouts))
+        self.anchors = anchor_steps(anchors, total_steps) if anchors else []
+        self.exact_steps = set(readout_steps(total_steps, readouts, early_readouts, self.anchors))
         self.quantiles = list(quantiles)
         self.neutral_tol = neutral_tol
         self.rows: list[dict] = []
         self.subspace_rows: list[dict] = []
-        # chaotic / non-chaotic subspaces of the last exact readout, and its step
-        self.previous: dict[str, np.ndarray] | None = None
-        self.previous_step = -1
+        # the Lyapunov bases (vectors, exponents) fixed at the anchors t₀ so far
+        self.references: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.last: LyapunovReadout | None = None
         self.seconds = {"tangent": 0.0, "readout": 0.0}
+        # each readout's seconds: timings stay out of the tables, so a resumed run's are identical
+        self.readout_seconds: list[float] = []
+
+    def checkpoint_settings(self) -> dict:
+        """The Lyapunov settings that shape the outputs (readouts, quantiles, neutral_tol,
+        reorth_every, early readouts, anchors), for the trainer's checkpoint fingerprint."""
+        return dict(self._settings)
 
     def after_step(self, step: int, eig: Eigenpairs | None, pruned: torch.Tensor | None) -> None:
         """Advance the tangent map by one step with its Hessian eigenpairs; read it out if due.
@@ -76,25 +103,33 @@ class TangentHook:
         out = self.tangent.readout()
         if out.vectors is None:
             raise RuntimeError(f"step {t}: the exact readout failed ({out.method})")
-        pos, neg = classify(out.exponents, t, self.neutral_tol)
-        current = {"chaotic": out.vectors[:, pos], "nonchaotic": out.vectors[:, neg]}
-        if self.previous is not None:
-            row = {"step": t, "previous_step": self.previous_step}
-            for name in ("chaotic", "nonchaotic"):
-                row[f"dim_{name}"] = int(current[name].shape[1])
-                row[f"similarity_{name}"] = subspace_similarity(self.previous[name], current[name])
-            self.subspace_rows.append(row)
-        self.previous, self.previous_step = current, t
+        for t0, (ref_vectors, ref_exponents) in sorted(self.references.items()):
+            # one stream per (run, t₀, t): a resumed run draws the same random index sets
+            rng = np.random.default_rng([self.s.seed, t0, t])
+            self.subspace_rows.append(
+                stability_row(
+                    ref_vectors,
+                    ref_exponents,
+                    t0,
+                    out.vectors,
+                    out.exponents,
+                    t,
+                    self.neutral_tol,
+                    rng,
+                )
+            )
+        if t in self.anchors:
+            self.references[t] = (np.ascontiguousarray(out.vectors), out.exponents.copy())
         self.last = out
         seconds = time.perf_counter() - t0
         self.seconds["readout"] += seconds
+        self.readout_seconds.append(seconds)
         self.rows.append(
             {
                 "step": t,
                 "method": out.method,
                 **summary(out.exponents, t, self.neutral_tol, self.quantiles),
                 "log_range": out.log_range,
-                "seconds": seconds,
             }
         )
         print(
@@ -108,16 +143,17 @@ class TangentHook:
         """The hook's state for a checkpoint: the tangent map, the rows so far and the last
         readout's subspaces, all as tensors and plain lists.
         """
-        prev = None
-        if self.previous is not None:
-            prev = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.previous.items()}
+        references = {
+            str(t0): {"vectors": torch.from_numpy(v), "exponents": torch.from_numpy(e)}
+            for t0, (v, e) in self.references.items()
+        }
         return {
             "tangent": self.tangent.state_dict(),
             "rows": self.rows,
             "subspace_rows": self.subspace_rows,
-            "previous": prev,
-            "previous_step": self.previous_step,
+            "references": references,
             "seconds": self.seconds,
+            "readout_seconds": self.readout_seconds,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -125,29 +161,22 @@ class TangentHook:
         self.tangent.load_state_dict(state["tangent"])
         self.rows = state["rows"]
         self.subspace_rows = state["subspace_rows"]
-        prev = state["previous"]
-        self.previous = None if prev is None else {k: v.numpy() for k, v in prev.items()}
-        self.previous_step = int(state["previous_step"])
+        # the checkpoint is loaded onto the run's device; the reference bases live on the CPU
+        self.references = {
+            int(t0): (ref["vectors"].cpu().numpy(), ref["exponents"].cpu().numpy())
+            for t0, ref in state["references"].items()
+        }
         self.seconds = state["seconds"]
+        self.readout_seconds = list(state["readout_seconds"])
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The ``exponents`` and ``subspaces`` tables of the readouts so far (counts as int32)."""
         exps = pd.DataFrame(self.rows)
-        subs = pd.DataFrame(
-            self.subspace_rows,
-            columns=[
-                "step",
-                "previous_step",
-                "dim_chaotic",
-                "similarity_chaotic",
-                "dim_nonchaotic",
-                "similarity_nonchaotic",
-            ],
-        )
+        subs = pd.DataFrame(self.subspace_rows, columns=SUBSPACE_COLUMNS)
         for df in (exps, subs):
             for col in df.columns:
-                if col.startswith(("n_", "dim_")) or col == "previous_step":
+                if col.startswith(("n_", "dim")):
                     df[col] = df[col].astype(np.int32)
-                if col == "step":
+                if col in ("step", "t0"):
                     df[col] = df[col].astype(np.int64)
         return exps, subs

@@ -10,7 +10,8 @@ Writes, into the run's folder, the outputs of :func:`chaosgd.training.write_outp
 - ``final.pt``: the final state dict (``torch.load(..., weights_only=True)``).
 - ``run.json``: the resolved settings, package versions, device, wall time and steps/s.
 
-The job resumes from its checkpoint when restarted (:class:`chaosgd.training.Trainer`).
+The job resumes from its checkpoint when restarted (:class:`chaosgd.training.Trainer`); on
+SIGTERM or SIGINT it writes one at the next step boundary and exits with status 143 or 130.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 
 import torch
 
+from chaosgd import recovery
 from chaosgd.settings import RunSettings
 from chaosgd.training import (
     OUTPUTS,
@@ -31,7 +33,8 @@ from chaosgd.training import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train one run from the command line; 0 on success, 1 with a one-line error."""
+    """Train one run from the command line; 0 on success, 1 with a one-line error, 128 + the
+    signal's number when SIGTERM / SIGINT stopped it after writing its checkpoint."""
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.train",
         description="Train one run (SGD or CGD) with per-step Hessian spectrum diagnostics.",
@@ -46,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             settings, args.data, checkpoint=args.checkpoint, progress=not args.no_progress
         )
         result = trainer.run()
+    except recovery.Interrupted as exc:
+        print(exc.report(trainer.checkpoint), file=sys.stderr)
+        return exc.exit_status
     except (TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

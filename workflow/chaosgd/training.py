@@ -8,8 +8,10 @@ spectrum, the curvature diagnostics (eigenvalue counts, extreme eigenvalues, gra
 with the positive / negative eigenspaces, what CGD pruned). :class:`StepHook` objects (the
 Lyapunov tangent map) follow the run step by step and share its eigenpairs.
 
-A checkpoint is written every ``checkpoint_every`` steps; a restarted job resumes from it and
-ends with results identical to an uninterrupted run. :func:`write_outputs` writes a run's
+A checkpoint is written every ``checkpoint_every`` steps and, on SIGTERM or SIGINT, at the next
+step boundary before the job exits (:mod:`chaosgd.recovery`); a restarted job resumes from it
+and ends with results identical to an uninterrupted run. A checkpoint of other settings, data or
+code is not resumed, and an unreadable one is set aside. :func:`write_outputs` writes a run's
 training outputs (:data:`OUTPUT_FILES`): ``steps.parquet``, ``epochs.parquet`` (full training-set
 and validation loss / accuracy, at the start and ``evals_per_epoch`` times per epoch),
 ``final.pt`` (the final state dict) and ``run.json`` (settings, versions, device, timings).
@@ -19,7 +21,6 @@ Timings live in ``run.json`` only, so that the Parquet files of a rerun are iden
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import socket
@@ -35,11 +36,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chaosgd import __version__
+from chaosgd import __version__, recovery
 from chaosgd.cgd import CGD, spectrum_diagnostics
 from chaosgd.curvature import Eigenpairs, hessian_eigenpairs
-from chaosgd.io import load_tensors, save_tensors, write_json, write_parquet
-from chaosgd.models import build_model, flat_params, make_loss_fn
+from chaosgd.io import UnreadableFile, load_tensors, save_tensors, write_json, write_parquet
+from chaosgd.models import (
+    INPUT_SIDE,
+    build_model,
+    flat_params,
+    hessian_structure,
+    make_loss_fn,
+)
 from chaosgd.settings import RunSettings
 
 # seeds of the per-run random streams, offset from the run's seed so that they never coincide
@@ -52,7 +59,12 @@ class TrainingError(RuntimeError):
 
 
 class StepHook(Protocol):
-    """Something that follows the training step by step (e.g. the Lyapunov tangent map)."""
+    """Something that follows the training step by step (e.g. the Lyapunov tangent map).
+
+    A hook whose own settings shape outputs also defines ``checkpoint_settings() -> dict``
+    (plain values): they join the checkpoint's fingerprint, so that a checkpoint written with
+    other hook settings is not resumed.
+    """
 
     def after_step(self, step: int, eig: Eigenpairs | None, pruned: torch.Tensor | None) -> None:
         """Called after the update of ``step``; ``pruned`` indexes the eigenpairs CGD removed
@@ -98,9 +110,43 @@ def _subset(n: int, size: int, generator: torch.Generator) -> torch.Tensor | Non
     return torch.randperm(n, generator=generator)[:size].sort().values
 
 
+# a damaged prepared dataset is remade by the datasets stage from its verified sources
+_REPREPARE = "delete it and rerun to prepare it again"
+_SPLITS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def _check_data(blob: dict, path: str | Path) -> None:
+    """Raise :class:`chaosgd.io.UnreadableFile` unless ``blob`` holds what the datasets stage
+    writes: N×1×16×16 finite float images and N int64 labels in 0..9 per split."""
+    side = INPUT_SIDE
+    for split in ("train", "test"):
+        x, y = blob[f"{split}_x"], blob[f"{split}_y"]
+        if not (torch.is_tensor(x) and torch.is_tensor(y)):
+            problem = f"{split}_x and {split}_y must be tensors"
+        elif not x.is_floating_point() or tuple(x.shape[1:]) != (1, side, side):
+            problem = f"{split}_x is {x.dtype} {tuple(x.shape)}, expected float N×1×{side}×{side}"
+        elif y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x) or len(y) == 0:
+            problem = (
+                f"{split}_y is {y.dtype} {tuple(y.shape)}, expected {len(x)} int64 labels "
+                f"(one per image of {split}_x)"
+            )
+        elif int(y.min()) < 0 or int(y.max()) > 9:
+            problem = f"{split}_y holds labels outside 0..9 ({int(y.min())}..{int(y.max())})"
+        elif not bool(torch.isfinite(x).all()):
+            problem = f"{split}_x holds non-finite pixels"
+        else:
+            continue
+        raise UnreadableFile(path, problem, _REPREPARE)
+
+
 def load_data(path: str | Path, settings: RunSettings, device: torch.device) -> Data:
-    """The prepared dataset, subsampled as configured, on ``device`` in the training dtype."""
-    blob = load_tensors(path)
+    """The prepared dataset, subsampled as configured, on ``device`` in the training dtype.
+
+    Raises :class:`chaosgd.io.UnreadableFile` naming the file when it is missing, damaged or
+    not a prepared dataset.
+    """
+    blob = load_tensors(path, keys=_SPLITS, remedy=_REPREPARE)
+    _check_data(blob, path)
     gen = torch.Generator().manual_seed(settings.subset_seed)
     parts = {}
     for split, size in (("train", settings.train_size), ("test", settings.test_size)):
@@ -178,8 +224,13 @@ class Trainer:
         hooks: dict[str, StepHook] | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = True,
+        stage: str = "train",
     ):
         self.s = settings
+        # the stage whose code the checkpoint's fingerprint digests, and the input it digests
+        self.stage = stage
+        self.data_path = Path(data_path)
+        self._fingerprint_cache: dict | None = None
         self.variant = settings.parsed_variant
         self.device = select_device(settings.device)
         self.data = load_data(data_path, settings, self.device)
@@ -236,6 +287,10 @@ class Trainer:
         train_loss, train_acc = evaluate(self.model, self.data.train_x, self.data.train_y)
         val_loss, val_acc = evaluate(self.model, self.data.test_x, self.data.test_y)
         self.model.train()
+        # finite parameters can still overflow the loss of some image (the batch losses only
+        # see 8 of them): an infinite loss in epochs.parquet would pass for a result downstream
+        self._fail_if_not_finite("training-set loss (evaluation)", torch.tensor(train_loss))
+        self._fail_if_not_finite("validation loss (evaluation)", torch.tensor(val_loss))
         self._append(
             self.evals,
             {
@@ -250,12 +305,25 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
 
-    def _fingerprint(self) -> str:
-        return json.dumps(self.s.as_dict(), sort_keys=True)
+    def _fingerprint(self) -> dict:
+        """What a checkpoint must match to continue this run: the settings that shape its
+        outputs (``checkpoint_every`` does not), the hooks' own (``checkpoint_settings``), the
+        dataset's digest, and the code's (:func:`chaosgd.recovery.fingerprint`). Computed once,
+        when first needed, so that hooks attached after construction count."""
+        if self._fingerprint_cache is None:
+            run = {k: v for k, v in self.s.as_dict().items() if k != "checkpoint_every"}
+            hooks = {
+                name: hook.checkpoint_settings()
+                for name, hook in sorted(self.hooks.items())
+                if hasattr(hook, "checkpoint_settings")
+            }
+            settings = {"run": run, "hooks": hooks, "data": recovery.input_digest(self.data_path)}
+            self._fingerprint_cache = recovery.fingerprint(settings, self.stage)
+        return self._fingerprint_cache
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue identically: model, optimizer, random streams,
-        tables so far, timings, the hooks' states, and a fingerprint of the settings.
+        tables so far, timings, the hooks' states, and the fingerprint (:meth:`_fingerprint`).
         """
         state = {
             "fingerprint": self._fingerprint(),
@@ -279,9 +347,11 @@ class Trainer:
         self.step = int(state["step"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.sketch_gen.set_state(state["sketch_gen"])
+        # generator states are CPU byte tensors even for CUDA generators, and the checkpoint is
+        # loaded onto the run's device
+        self.sketch_gen.set_state(state["sketch_gen"].cpu())
         if self.variant.optimizer == "cgd":
-            self.selection_gen.set_state(state["selection_gen"])
+            self.selection_gen.set_state(state["selection_gen"].cpu())
         self.rows = state["rows"]
         self.evals = state["evals"]
         self.sketch_hint = None if state["sketch_hint"] < 0 else int(state["sketch_hint"])
@@ -296,29 +366,47 @@ class Trainer:
             save_tensors(self.state_dict(), self.checkpoint)
 
     def try_resume(self) -> bool:
-        """Continue from the checkpoint if there is one of this very run."""
+        """Continue from the checkpoint if there is one of this very run (same settings, data
+        and code); else start over, saying why in the log (:func:`chaosgd.recovery.load_checkpoint`:
+        an unreadable file is set aside). A checkpoint of this run whose content does not fit
+        it is set aside too, and the job fails with :class:`TrainingError` (its state may be
+        half restored): the rerun starts over."""
         if self.checkpoint is None or not self.checkpoint.is_file():
             return False
-        state = load_tensors(self.checkpoint, map_location=self.device)
-        if state.get("fingerprint") != self._fingerprint():
-            print(
-                f"ignoring checkpoint {self.checkpoint}: it belongs to other settings",
-                file=sys.stderr,
-            )
+        state = recovery.load_checkpoint(self.checkpoint, self._fingerprint(), self.device)
+        if state is None:
             return False
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except Exception as exc:  # a state of the right fingerprint but the wrong shape
+            moved = recovery.set_aside(self.checkpoint)
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} of run {self.s.run_id} does not fit it "
+                f"({type(exc).__name__}: {exc}); set aside as {moved}, a rerun starts over"
+            ) from None
         self.resumed_from = self.step
         print(f"resuming {self.s.run_id} from step {self.step}", file=sys.stderr)
         return True
 
     # -- the step -----------------------------------------------------------------------
 
-    def _fail_if_not_finite(self, what: str, value: torch.Tensor) -> None:
-        if not bool(torch.isfinite(value).all()):
-            epoch = self.step // self.steps_per_epoch
-            raise TrainingError(
-                f"run {self.s.run_id}: non-finite {what} at step {self.step} (epoch {epoch})"
-            )
+    def _fail_if_not_finite(self, what: str, value: torch.Tensor | float) -> None:
+        """Raise :class:`TrainingError` if ``value`` holds NaN or inf: the run diverged.
+
+        The message names the run, the step and the setting to change, so that a diverged run
+        fails its job instead of writing NaN or inf that the figures and claims would read.
+        """
+        value = torch.as_tensor(value)
+        if bool(torch.isfinite(value).all()):
+            return
+        epoch = self.step // self.steps_per_epoch
+        shown = f" ({value.item():g})" if value.numel() == 1 else ""
+        momentum = f", or momentum (now {self.s.momentum:g})" if self.s.momentum else ""
+        raise TrainingError(
+            f"run {self.s.run_id}: non-finite {what}{shown} at step {self.step} (epoch {epoch}): "
+            f"training diverged; lower training.lr (now {self.s.lr:g}; an experiment's own lr "
+            f"overrides it){momentum}"
+        )
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Take one training step on batch (``x``, ``y``) and record its row.
@@ -341,6 +429,7 @@ class Trainer:
             "acc": (logits.argmax(1) == y).float().mean().item(),
         }
         grad = _flat_grad(model)
+        self._fail_if_not_finite("gradient", grad)
         row["grad_norm"] = grad.norm().item()
         eig = None
         if s.needs_spectrum:
@@ -352,6 +441,7 @@ class Trainer:
                 method=s.curvature,
                 generator=self.sketch_gen,
                 sketch_hint=self.sketch_hint,
+                **hessian_structure(model, x, y),
             )
             self.sketch_hint = eig.rank
             self.curvature_seconds += time.perf_counter() - t0
@@ -366,44 +456,63 @@ class Trainer:
         after = flat_params(model)
         self._fail_if_not_finite("parameter", after)
         row["update_norm"] = (after - before).norm().item()
+        # finite gradients and parameters can still give an infinite norm (it overflows in the
+        # training dtype) or eigenvalue diagnostic: every number written must be finite
+        for key, value in row.items():
+            if isinstance(value, float):
+                self._fail_if_not_finite(key, value)
         for hook in self.hooks.values():
             hook.after_step(self.step, eig, pruned)
         self._append(self.rows, row)
         self.step += 1
 
     def run(self) -> Result:
-        """Train to the end (resuming if possible) and return the results."""
-        self.try_resume()
-        if self.step == 0 and not self.evals:
-            self._evaluate()
-        start_step, t_start = self.step, time.perf_counter()
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc=self.s.run_id,
-            file=sys.stderr,
-            mininterval=10,
-            ascii=True,
-            disable=not self.progress,
-        )
-        n = len(self.data.train_y)
-        while self.step < self.total_steps:
-            epoch, within = divmod(self.step, self.steps_per_epoch)
-            order = epoch_order(n, self.s.seed, epoch)
-            idx = order[within * self.s.batch_size : (within + 1) * self.s.batch_size]
-            idx = idx.to(self.device)
-            self.train_step(self.data.train_x[idx], self.data.train_y[idx])
-            if self.step in self.eval_points:
+        """Train to the end (resuming if possible) and return the results.
+
+        While it runs, SIGTERM and SIGINT stop it at the next step boundary: the checkpoint is
+        written and :class:`chaosgd.recovery.Interrupted` raised (the job's exit status and
+        last log line say which signal). The previous signal handlers are restored on return.
+        """
+        with recovery.stop_on_signals() as stop:
+            self.try_resume()
+            if self.step == 0 and not self.evals:
                 self._evaluate()
-            if self.step % self.s.checkpoint_every == 0 and self.step < self.total_steps:
-                self.elapsed += time.perf_counter() - t_start
-                t_start = time.perf_counter()
-                self.save_checkpoint()
-            bar.update(1)
-            if self.step % 100 == 0:
-                bar.set_postfix(loss=f"{self.rows['loss'][-1]:.3f}", refresh=False)
-        bar.close()
-        self.elapsed += time.perf_counter() - t_start
+            start_step, t_start = self.step, time.perf_counter()
+            bar = tqdm(
+                total=self.total_steps,
+                initial=self.step,
+                desc=self.s.run_id,
+                file=sys.stderr,
+                mininterval=10,
+                ascii=True,
+                disable=not self.progress,
+            )
+            n = len(self.data.train_y)
+            while self.step < self.total_steps:
+                epoch, within = divmod(self.step, self.steps_per_epoch)
+                order = epoch_order(n, self.s.seed, epoch)
+                idx = order[within * self.s.batch_size : (within + 1) * self.s.batch_size]
+                idx = idx.to(self.device)
+                self.train_step(self.data.train_x[idx], self.data.train_y[idx])
+                if self.step in self.eval_points:
+                    self._evaluate()
+                bar.update(1)
+                if self.step % 100 == 0:
+                    bar.set_postfix(loss=f"{self.rows['loss'][-1]:.3f}", refresh=False)
+                # a stop after the last step just lets the run finish: nothing is left to resume
+                due = self.step % self.s.checkpoint_every == 0 or stop
+                if due and self.step < self.total_steps:
+                    self.elapsed += time.perf_counter() - t_start
+                    t_start = time.perf_counter()
+                    self.save_checkpoint()
+                    if stop:
+                        bar.close()
+                        raise recovery.Interrupted(
+                            stop.signum,
+                            f"run {self.s.run_id} after step {self.step} of {self.total_steps}",
+                        )
+            bar.close()
+            self.elapsed += time.perf_counter() - t_start
         done = self.step - start_step
         return Result(
             steps=self._frame(self.rows),

@@ -5,6 +5,9 @@ rule claims_check:
     input:
         code=plan.code_closure("claims"),
         results=plan.claims_inputs(RUNS, LYAPUNOV, REFERENCES),
+        # App. C.2's subspaces (claim 9) and App. C.3's members (claim 10)
+        subspaces=expand("results/lyapunov/{run}/subspaces.parquet", run=LYAPUNOV_RUNS),
+        members=expand("results/ensembles/{run}/members.parquet", run=REFERENCES),
     output:
         table="results/claims/claims.parquet",
         markdown="results/claims/claims.md",
@@ -17,10 +20,14 @@ rule claims_check:
         "logs/claims/claims.log",
     conda:
         CONDA_ENV
+    resources:
+        runtime=RESOURCES.runtime("claims"),
+        mem_mb=RESOURCES.mem_mb("claims"),
     params:
         args=plan.claims_args(GROUPS, LYAPUNOV, REFERENCES, config),
         config_name=plan.config_name(workflow.overwrite_configfiles, workflow.basedir),
+        neutral_tol=config["lyapunov"]["neutral_tol"],
     shell:
         "python -m chaosgd.claims --results results {params.args}"
-        " --config-name {params.config_name:q} --out-table {output.table}"
-        " --out-markdown {output.markdown} --out-html {output.html} > {log} 2>&1"
+        " --neutral-tol {params.neutral_tol} --config-name {params.config_name:q}"
+        " --out-table {output.table} --out-markdown {output.markdown} --out-html {output.html} > {log} 2>&1"

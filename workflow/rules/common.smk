@@ -13,3 +13,5 @@ LYAPUNOV_RUNS = sorted({run for runs in LYAPUNOV.values() for run in runs})
 REFERENCES = plan.ensemble_references(config, RUNS, LYAPUNOV)
 # every figure, by name
 FIGURES = plan.figures(RUNS, GROUPS, LYAPUNOV, REFERENCES, config["ensembles"])
+# each job's runtime (minutes) and mem_mb, from its size: what a SLURM job asks for
+RESOURCES = plan.job_resources(config, RUNS, LYAPUNOV, REFERENCES, FIGURES)

@@ -13,6 +13,9 @@ rule datasets_prepare:
         dataset=plan.wildcard_choice(DATASETS),
     conda:
         CONDA_ENV
+    resources:
+        runtime=lambda wildcards: RESOURCES.runtime("datasets", wildcards.dataset),
+        mem_mb=lambda wildcards: RESOURCES.mem_mb("datasets", wildcards.dataset),
     params:
         name="{dataset}",
         args=lambda wildcards: plan.datasets_args(config, wildcards.dataset),

@@ -20,12 +20,19 @@ rule ensembles_run:
     conda:
         CONDA_ENV
     threads: config["ensembles"]["threads"]
+    resources:
+        runtime=lambda wildcards: RESOURCES.runtime("ensembles", wildcards.run),
+        mem_mb=lambda wildcards: RESOURCES.mem_mb("ensembles", wildcards.run),
     params:
         args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
         ensembles=plan.ensembles_args(config),
+        checkpoint=lambda wildcards: f"results/ensembles/{wildcards.run}/checkpoint.pt",
+    # exec: the job's python replaces the shell, so that a SIGTERM sent to every process of
+    # the job (SLURM) reaches it with no shell that dies at once around it
     shell:
-        "python -m chaosgd.ensembles {params.args} {params.ensembles} --data {input.data}"
+        "exec python -m chaosgd.ensembles {params.args} {params.ensembles} --data {input.data}"
         " --spectrum-file {input.spectrum} --exponents {input.exponents} --threads {threads}"
+        " --checkpoint {params.checkpoint}"
         " --out-distances {output.distances} --out-members {output.members}"
         " --out-info {output.info} > {log} 2>&1"
 

@@ -16,6 +16,9 @@ rule fits_divergence:
         run=plan.wildcard_choice(REFERENCES),
     conda:
         CONDA_ENV
+    resources:
+        runtime=lambda wildcards: RESOURCES.runtime("fits", wildcards.run),
+        mem_mb=lambda wildcards: RESOURCES.mem_mb("fits", wildcards.run),
     shell:
         "python -m chaosgd.fits --distances {input.distances} --exponents {input.exponents}"
         " --out-fits {output.fits} --out-bounds {output.bounds} > {log} 2>&1"

@@ -24,12 +24,17 @@ rule lyapunov_run:
     conda:
         CONDA_ENV
     threads: config["lyapunov"]["threads"]
+    resources:
+        runtime=lambda wildcards: RESOURCES.runtime("lyapunov", wildcards.run),
+        mem_mb=lambda wildcards: RESOURCES.mem_mb("lyapunov", wildcards.run),
     params:
         args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
         lyapunov=plan.lyapunov_args(config),
         checkpoint=lambda wildcards: f"results/lyapunov/{wildcards.run}/checkpoint.pt",
+    # exec: the job's python replaces the shell, so that a SIGTERM sent to every process of
+    # the job (SLURM) reaches it with no shell that dies at once around it
     shell:
-        "python -m chaosgd.lyapunov {params.args} {params.lyapunov} --data {input.data}"
+        "exec python -m chaosgd.lyapunov {params.args} {params.lyapunov} --data {input.data}"
         " --threads {threads} --checkpoint {params.checkpoint}"
         " --out-steps {output.steps} --out-epochs {output.epochs} --out-final {output.final}"
         " --out-info {output.info} --out-exponents {output.exponents}"

@@ -15,6 +15,9 @@ rule report_runs:
         "logs/report/runs.log",
     conda:
         CONDA_ENV
+    resources:
+        runtime=RESOURCES.runtime("report"),
+        mem_mb=RESOURCES.mem_mb("report"),
     params:
         runs=" ".join(RUNS),
     shell:

@@ -19,11 +19,16 @@ rule train_run:
     conda:
         CONDA_ENV
     threads: config["training"]["threads"]
+    resources:
+        runtime=lambda wildcards: RESOURCES.runtime("train", wildcards.run),
+        mem_mb=lambda wildcards: RESOURCES.mem_mb("train", wildcards.run),
     params:
         args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
         checkpoint=lambda wildcards: f"results/train/{wildcards.run}/checkpoint.pt",
+    # exec: the job's python replaces the shell, so that a SIGTERM sent to every process of
+    # the job (SLURM) reaches it with no shell that dies at once around it
     shell:
-        "python -m chaosgd.train {params.args} --data {input.data} --threads {threads}"
+        "exec python -m chaosgd.train {params.args} --data {input.data} --threads {threads}"
         " --checkpoint {params.checkpoint} --out-steps {output.steps}"
         " --out-epochs {output.epochs} --out-final {output.final} --out-info {output.info}"
         " > {log} 2>&1"
