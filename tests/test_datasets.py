@@ -55,7 +55,8 @@ def test_fmnist_shapes_labels_and_normalization(fmnist):
 def test_fmnist_manifest_matches_files(fmnist, fmnist_dir):
     data, manifest = fmnist
     assert manifest["dataset"] == "fmnist"
-    assert "anti-aliasing" in manifest["resize"]
+    assert "with anti-aliasing" in manifest["resize"]
+    assert manifest["resize_mode"] == "antialias"
     assert manifest["splits"]["train"]["samples"] == 60000
     assert manifest["splits"]["train"]["per_class"] == [6000] * 10
     assert manifest["splits"]["test"]["per_class"] == [1000] * 10
@@ -67,6 +68,98 @@ def test_fmnist_manifest_matches_files(fmnist, fmnist_dir):
         assert src["sha256"] == file_digest(path, "sha256")
         assert src["md5_of"] == "decompressed content"
         assert src["md5"] == hashlib.md5(gzip.decompress(path.read_bytes())).hexdigest()
+
+
+# --- the resize modes -----------------------------------------------------------------------
+
+
+def _old_to_16x16(images: np.ndarray) -> torch.Tensor:
+    """to_16x16 as it was before the resize modes existed (antialiasing only), verbatim."""
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    x = torch.nn.functional.interpolate(
+        x, size=(16, 16), mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.contiguous()
+
+
+def _reference_pipeline(images: np.ndarray) -> torch.Tensor:
+    """The authors' code: a PIL image (as torchvision's FashionMNIST gives it), ToTensor, then
+    Resize(16), which torchvision 0.12 did without antialiasing on tensors."""
+    from PIL import Image
+    from torchvision import transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Resize(16, antialias=False)])
+    return torch.stack([transform(Image.fromarray(img, mode="L")) for img in images])
+
+
+def _images(n: int = 8, seed: int = 0) -> np.ndarray:
+    """28×28 uint8 images with fine stripes and noise, where the two modes differ most."""
+    rng = np.random.default_rng(seed)
+    stripes = (np.indices((28, 28))[1] % 2 * 255).astype(np.uint8)
+    noise = rng.integers(0, 256, size=(n - 1, 28, 28), dtype=np.uint8)
+    return np.concatenate([stripes[None], noise])
+
+
+def test_reference_resize_is_torchvisions_without_antialiasing_bit_for_bit():
+    images = _images()
+    ours = datasets.to_16x16(images, "reference")
+    assert ours.shape == (8, 1, 16, 16) and ours.dtype == torch.float32
+    assert torch.equal(ours, _reference_pipeline(images))
+    # and it is another resize than the default: stripes of period 2 pixels, finer than the
+    # 16×16 grid can hold, average to grey with antialiasing and alias to a false wave without
+    default = datasets.to_16x16(images)
+    assert (ours - default).abs().mean() > 0.05
+    assert default[0].std() < 0.05 and ours[0].std() > 0.25
+
+
+def test_default_resize_is_the_output_before_the_option():
+    images = _images(seed=1)
+    assert torch.equal(datasets.to_16x16(images), _old_to_16x16(images))
+    assert torch.equal(datasets.to_16x16(images, "antialias"), _old_to_16x16(images))
+    # native 16×16 images are only scaled to [0, 1], whatever the mode
+    small = images[:, :16, :16]
+    assert torch.equal(datasets.to_16x16(small, "reference"), datasets.to_16x16(small))
+
+
+def test_unknown_resize_mode_is_refused(tmp_path, capsys):
+    with pytest.raises(datasets.DatasetError, match="resize mode must be one of"):
+        datasets.to_16x16(_images(), "nearest")
+    with pytest.raises(SystemExit):
+        _prepare(tmp_path, "fmnist", "--resize", "nearest")
+    assert "invalid choice: 'nearest'" in capsys.readouterr().err
+
+
+def test_resize_mode_is_a_dataset_setting_passed_to_the_stage():
+    from chaosgd import plan
+    from chaosgd.config import ConfigError, validate_config
+
+    cfg = validate_config({})
+    assert cfg["datasets"]["fmnist"]["resize"] == "antialias"
+    assert plan.datasets_args(cfg, "fmnist").endswith("--resize antialias")
+    cfg = validate_config({"datasets": {"fmnist": {"resize": "reference"}}})
+    assert plan.datasets_args(cfg, "fmnist").endswith("--resize reference")
+    with pytest.raises(ConfigError, match="datasets.fmnist.resize: 'nearest' is not one of"):
+        validate_config({"datasets": {"fmnist": {"resize": "nearest"}}})
+
+
+def test_fmnist_reference_resize_on_the_real_data(tmp_path, fmnist, fmnist_dir):
+    rc, out, manifest_path = _prepare(
+        tmp_path, "fmnist", "--local-dir", str(fmnist_dir), "--no-download", "--resize", "reference"
+    )
+    assert rc == 0
+    data, manifest = load_tensors(out), json.loads(manifest_path.read_text())
+    assert manifest["resize_mode"] == "reference"
+    assert "without anti-aliasing" in manifest["resize"]
+    raw = gzip.decompress((fmnist_dir / "train-images-idx3-ubyte.gz").read_bytes())
+    first = np.frombuffer(raw, np.uint8, offset=16, count=16 * 28 * 28).reshape(16, 28, 28)
+    expected = (_reference_pipeline(first) - manifest["normalization"]["mean"]) / manifest[
+        "normalization"
+    ]["std"]
+    assert torch.equal(data["train_x"][:16], expected)
+    # another dataset than the default's, but the same images and labels
+    default, _ = fmnist
+    assert torch.equal(data["train_y"], default["train_y"])
+    assert (data["train_x"] - default["train_x"]).abs().mean() > 0.05
 
 
 def _local_copy(fmnist_dir: Path, dest: Path) -> Path:
@@ -169,7 +262,7 @@ def test_usps_download_parse_and_cache(tmp_path, mirror):
     np.testing.assert_allclose(
         data["train_x"].reshape(60, 256).numpy(), (expected - mean) / std, atol=1e-5
     )
-    assert manifest["resize"].startswith("none")
+    assert manifest["resize"].startswith("none") and manifest["resize_mode"] is None
     assert [s["origin"] for s in manifest["sources"]] == ["download", "download"]
     assert manifest["sources"][0]["url"] == mirror["url"] + "usps.bz2"
     assert manifest["splits"]["train"]["per_class"] == [6] * 10

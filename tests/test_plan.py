@@ -19,11 +19,12 @@ def test_paper_config_expands_to_the_paper_runs():
     runs, groups = plan.expand_runs(validate_config({}))
     assert len(groups["fig1"]) == 12  # 4 variants x 3 seeds
     assert len(groups["fig2"]) == 3 + 3 * 3  # SGD + chaotic from 3 onsets, 3 seeds each
-    # the selection group shares fig1's SGD baselines: they are trained once
-    assert set(groups["fig1"]) & set(groups["selection"]) == {
-        f"usps_mlp-relu20_sgd_m0_s{s}" for s in range(3)
-    }
-    assert len(runs) == sum(len(g) for g in groups.values()) - 3
+    # the selection groups share fig1's SGD baselines: they are trained once
+    for selection in ("selection", "selection_k10"):
+        assert set(groups["fig1"]) & set(groups[selection]) == {
+            f"usps_mlp-relu20_sgd_m0_s{s}" for s in range(3)
+        }
+    assert len(runs) == sum(len(g) for g in groups.values()) - 6
     fig2 = runs["usps_mlp-sigmoid20_cgd-chaotic_on5000_m0_s2"]
     assert (fig2.activation, fig2.onset, fig2.seed, fig2.lr, fig2.batch_size, fig2.epochs) == (
         "sigmoid",
@@ -34,6 +35,26 @@ def test_paper_config_expands_to_the_paper_runs():
         40,
     )
     assert runs["usps_cnn-relu_cgd-positive_m0_s0"].model == "cnn"
+
+
+def test_paper_config_lyapunov_runs_are_the_ensemble_references():
+    """App. C.3: the MLP on USPS and FashionMNIST, the CNN, and momentum 0.9 each get a
+    Lyapunov spectrum and perturbed ensembles; the reference's k = 100 for every prune set."""
+    cfg = validate_config({})
+    runs, groups, lyapunov = plan.plan_runs(cfg)
+    refs = plan.ensemble_references(cfg, runs, lyapunov)
+    assert refs == {
+        "usps_mlp-relu20_sgd_m0_s0": "fig1",
+        "fmnist_mlp-relu20_sgd_m0_s0": "figB1_fmnist",
+        "usps_cnn-relu_sgd_m0_s0": "figB1_cnn",
+        "usps_mlp-relu20_sgd_m0.9_s0": "momentum",
+    }
+    assert runs["usps_mlp-relu20_sgd_m0.9_s0"].momentum == 0.9
+    assert all(runs[r].spectrum for r in refs)
+    k100 = {runs[r].variant for r in groups["selection"]} - {"sgd"}
+    assert k100 == {
+        f"cgd-{p}-{s}100" for p in ("chaotic", "negative", "positive") for s in ("top", "random")
+    }
 
 
 def test_sgd_ignores_onsets_and_momentum_is_in_the_name():

@@ -10,16 +10,29 @@ For every perturbed member of the ensembles stage (one curve per dtype × strate
   direction) returns a negative "variance" or "drift" that has no meaning, while the
   constrained one stays inside the model and lets R² say how poorly it fits. ``constrained``
   in the output says which was used.
+* ``alpha_se`` / ``beta_se``: the standard errors of α and β under the model's own noise. The
+  residuals of d² are treated as a random walk (the diffusion behind β, App. A.10) plus
+  independent scatter, with both variances estimated from the residuals' increments (their
+  mean square and lag-1 autocovariance). Ordinary least-squares errors, which take the
+  residuals as independent, are far too small for a diffusing curve: fitted to 20 synthetic
+  random walks (α = 0), α came out more than 2 such errors above 0 in 8 of them, which would
+  pass diffusion off as the paper's linear divergence (Sec. 4.2, Eq. 15); with these errors in
+  none (tests/test_fits.py).
 * :func:`bounds` checks e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε at the steps where the Lyapunov stage
-  read the spectrum out exactly, and reports the fraction of those steps where each holds.
+  read the spectrum out exactly, reports the fraction of those steps where each holds, and each
+  bound's worst margin in log units (``upper_margin`` = min ln(e^{λ1 t}ε / d), ``lower_margin``
+  = min ln(d / e^{λN t}ε); ≥ 0 where the bound holds throughout) and ``lower_log_max`` = the
+  largest λN t: a lower bound e^{λN t}ε far below ε (λN t ≪ 0) holds without saying anything.
 
-Writes ``fits.parquet`` (one row per dtype × strategy × ε) and, optionally, ``bounds.parquet``
+Writes ``fits.parquet`` (one row per dtype × strategy × ε: α, β and their standard errors, R²,
+the bounds' fractions and margins) and, optionally, ``bounds.parquet``
 (long: the distance and both bounds at every exact-readout step).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -28,7 +41,7 @@ import pandas as pd
 from scipy.optimize import lsq_linear
 
 from chaosgd.exponents import EXACT_METHODS, exact_readouts
-from chaosgd.io import read_parquet, write_parquet
+from chaosgd.io import UnreadableFile, read_parquet, write_parquet
 
 __all__ = [
     "FitResult",
@@ -52,6 +65,8 @@ class FitResult:
     residuals: d − fitted d, one per point.
     n: number of points.
     constrained: whether α, β ≥ 0 was imposed.
+    alpha_se, beta_se: standard errors of α and β under the random-walk-plus-scatter model of the
+        residuals (see the module docstring and :func:`_standard_errors`).
     """
 
     alpha: float
@@ -61,6 +76,8 @@ class FitResult:
     residuals: np.ndarray = field(repr=False)
     n: int = 0
     constrained: bool = True
+    alpha_se: float = math.nan
+    beta_se: float = math.nan
 
     def predict(self, t: np.ndarray, eps: float) -> np.ndarray:
         """The fitted distance √(αt² + βt + ε²) at steps ``t`` (clipped at 0 under the root)."""
@@ -76,6 +93,27 @@ def _r2(y: np.ndarray, fit: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - fit) ** 2)) / ss_tot
 
 
+def _standard_errors(tau: np.ndarray, design: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """Standard errors of the least-squares coefficients of ``design`` when the ``residuals``
+    (at the times ``tau``, ascending) are a random walk plus independent scatter.
+
+    The model Cov(r_i, r_j) = q·(min(τ_i, τ_j) − τ_0) + s·[i = j]; with e_k = r_k − r_{k−1} and
+    Δτ_k = τ_k − τ_{k−1}: E e_k² = q Δτ_k + 2s and E e_k e_{k−1} = −s, which give s and q
+    (clipped at 0). For the linear estimator with rows p of the pseudo-inverse,
+    Var = q Σ_k Δτ_k (Σ_{i≥k} p_i)² + s Σ_i p_i², scaled by n/(n − 2) for the two fitted
+    coefficients. Zero residuals give zero errors.
+    """
+    n = residuals.size
+    e, dtau = np.diff(residuals), np.diff(tau)
+    scatter = max(0.0, -float(np.mean(e[1:] * e[:-1]))) if e.size > 1 else 0.0
+    walk = max(0.0, (float(np.sum(e**2)) - 2.0 * scatter * e.size) / float(np.sum(dtau)))
+    pinv = np.linalg.pinv(design).T  # n × 2
+    # tails[k] = Σ_{i≥k} p_i, for the increments k = 1..n-1
+    tails = np.cumsum(pinv[::-1], axis=0)[::-1][1:]
+    var = walk * (dtau[:, None] * tails**2).sum(axis=0) + scatter * (pinv**2).sum(axis=0)
+    return np.sqrt(var * n / max(n - 2, 1))
+
+
 def fit_divergence(t, d, eps: float, nonnegative: bool = True) -> FitResult:
     """Fit d(t) = √(αt² + βt + ε²) by least squares on d² − ε² = αt² + βt.
 
@@ -83,7 +121,8 @@ def fit_divergence(t, d, eps: float, nonnegative: bool = True) -> FitResult:
     perturbation size (d(0) ≈ ε; a float32 member's d(0) differs by its rounding). With
     ``nonnegative`` (default) α, β ≥ 0 is imposed (see the module docstring). Raises
     ``ValueError`` for fewer than 3 points, fewer than 2 distinct non-zero times (α and β not
-    identifiable), non-finite input, negative distances or ε.
+    identifiable), non-finite input, negative distances or ε. The points may come in any
+    order; the residuals are returned in that order.
     """
     t = np.asarray(t, dtype=np.float64).reshape(-1)
     d = np.asarray(d, dtype=np.float64).reshape(-1)
@@ -113,6 +152,9 @@ def fit_divergence(t, d, eps: float, nonnegative: bool = True) -> FitResult:
     alpha, beta = float(coef[0] / scale**2), float(coef[1] / scale)
     fit_sq = alpha * t**2 + beta * t + eps**2
     fit_d = np.sqrt(np.maximum(fit_sq, 0.0))
+    # the noise model is a walk along t: its increments need the points in time order
+    order = np.argsort(t, kind="stable")
+    se = _standard_errors(tau[order], design[order], (target - design @ coef)[order])
     return FitResult(
         alpha=alpha,
         beta=beta,
@@ -121,6 +163,8 @@ def fit_divergence(t, d, eps: float, nonnegative: bool = True) -> FitResult:
         residuals=d - fit_d,
         n=int(t.size),
         constrained=bool(nonnegative),
+        alpha_se=float(se[0] / scale**2),
+        beta_se=float(se[1] / scale),
     )
 
 
@@ -132,12 +176,20 @@ class BoundsResult:
         exact readout).
     lower_holds / upper_holds: fraction of those steps with lower ≤ d / d ≤ upper (NaN if none).
     n: number of such steps.
+    upper_margin: the smallest ln(e^{λ1 t}ε / d) over those steps (< 0 where the upper bound
+        fails; NaN if none).
+    lower_margin: the smallest ln(d / e^{λN t}ε) (< 0 where the lower bound fails; NaN if none).
+    lower_log_max: the largest λN t, ln of the lower bound's largest share of ε: far below 0,
+        the lower bound is close to 0 at every step and holds without telling anything.
     """
 
     table: pd.DataFrame
     lower_holds: float
     upper_holds: float
     n: int
+    upper_margin: float = math.nan
+    lower_margin: float = math.nan
+    lower_log_max: float = math.nan
 
 
 def bounds(
@@ -174,7 +226,26 @@ def bounds(
     n = len(out)
     lower_holds = float(np.mean(lower <= d)) if n else float("nan")
     upper_holds = float(np.mean(d <= upper)) if n else float("nan")
-    return BoundsResult(out, lower_holds, upper_holds, n)
+    if not n:
+        return BoundsResult(out, lower_holds, upper_holds, n)
+    # in logs, from λt itself: the bounds' exponentials over- and underflow long before λt does
+    lam1_t = table["lambda_1"].to_numpy() * t
+    lamn_t = table["lambda_N"].to_numpy() * t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_eps, log_d = np.log(eps), np.log(d)
+        upper_gap = lam1_t + log_eps - log_d
+        lower_gap = log_d - (lamn_t + log_eps)
+    # NaN only from d = 0 = ε (an unperturbed member): both bounds hold with equality
+    upper_gap, lower_gap = np.nan_to_num(upper_gap, nan=0.0), np.nan_to_num(lower_gap, nan=0.0)
+    return BoundsResult(
+        out,
+        lower_holds,
+        upper_holds,
+        n,
+        upper_margin=float(upper_gap.min()),
+        lower_margin=float(lower_gap.min()),
+        lower_log_max=float(lamn_t.max()),
+    )
 
 
 def fit_table(
@@ -204,6 +275,8 @@ def fit_table(
             "eps": float(eps),
             "alpha": fit.alpha,
             "beta": fit.beta,
+            "alpha_se": fit.alpha_se,
+            "beta_se": fit.beta_se,
             "r2": fit.r2,
             "r2_squared": fit.r2_squared,
             "n": fit.n,
@@ -212,11 +285,19 @@ def fit_table(
             "lower_bound_holds": float("nan"),
             "upper_bound_holds": float("nan"),
             "bound_steps": 0,
+            "upper_margin": float("nan"),
+            "lower_margin": float("nan"),
+            "lower_log_max": float("nan"),
         }
         if exponents is not None:
             b = bounds(curve, exponents, eps)
             row.update(
-                lower_bound_holds=b.lower_holds, upper_bound_holds=b.upper_holds, bound_steps=b.n
+                lower_bound_holds=b.lower_holds,
+                upper_bound_holds=b.upper_holds,
+                bound_steps=b.n,
+                upper_margin=b.upper_margin,
+                lower_margin=b.lower_margin,
+                lower_log_max=b.lower_log_max,
             )
             tab = b.table
             tab.insert(0, "eps", float(eps))
@@ -268,10 +349,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        distances = read_parquet(args.distances)
-        exponents = read_parquet(args.exponents)
-        fits, bounds_df = fit_table(distances, exponents, nonnegative=not args.unconstrained)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+        # a fit or a bound over NaN or inf (a diverged ensemble or tangent map) means nothing
+        distances = read_parquet(
+            args.distances,
+            require=GROUP,
+            finite=["eps", "step", "distance"],
+            nonempty=True,
+        )
+        exponents = read_parquet(
+            args.exponents,
+            require=["method"],
+            finite=["step", "lambda_1", "lambda_N"],
+            nonempty=True,
+        )
+        try:
+            fits, bounds_df = fit_table(distances, exponents, nonnegative=not args.unconstrained)
+        except UnreadableFile:
+            raise
+        except ValueError as exc:  # a curve the model cannot be fitted to: name its file
+            raise ValueError(f"{args.distances}: {exc}") from None
+    except (ValueError, OSError) as exc:  # UnreadableFile is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.out_bounds:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from chaosgd.curvature import BlockBasis, LinearBlock, dense_hessian
 from chaosgd.vocab import ACTIVATIONS, ARCHITECTURES
 
 __all__ = [
@@ -194,8 +195,6 @@ def hessian_range_basis(model: nn.Module, x: Tensor, y: Tensor | None = None, rt
     Qᵀx_b (k ≤ B dimensions), and SᵀHS is its loss Hessian (mean cross-entropy, as
     :func:`make_loss_fn`), formed with d small Hessian-vector products instead of d full ones.
     """
-    from chaosgd.curvature import BlockBasis, dense_hessian
-
     kinds = [type(m) for m in model.children()] if isinstance(model, nn.Sequential) else []
     if not (
         len(kinds) == 4
@@ -254,8 +253,6 @@ def hessian_linear_block(model: nn.Module, x: Tensor, y: Tensor):
     Hessian in the logits (softmax p, batch mean): the dense Hessian of the CNN (N = 1158) then
     needs 574 Hessian-vector products instead of 1158.
     """
-    from chaosgd.curvature import LinearBlock
-
     children = list(model.children()) if isinstance(model, nn.Sequential) else []
     if not children or not all(isinstance(m, _PIECEWISE_LINEAR) for m in children):
         return None

@@ -1,12 +1,12 @@
 """The pipeline's closed vocabularies, each in one place.
 
-Datasets, architectures, activations, prune sets and their selections, dtypes, devices,
-curvature methods, perturbation strategies and figure kinds are named here and nowhere else:
-the config schema's enums and patterns (:func:`chaosgd.config.load_schema` fills them in where
-the schema says ``x-vocabulary``), the rules' wildcard constraints, the planner, the stages and
-the figures all read them from this module. Adding an entry here plus the code that gives it
-meaning (its data files, its model, its prune rule, its plot) is all a new one takes; the tests
-check that every consumer knows every entry.
+Datasets and their resize modes, architectures, activations, prune sets and their selections,
+dtypes, devices, curvature methods, perturbation strategies and figure kinds are named here and
+nowhere else: the config schema's enums and patterns (:func:`chaosgd.config.load_schema` fills
+them in where the schema says ``x-vocabulary``), the rules' wildcard constraints, the planner,
+the stages and the figures all read them from this module. Adding an entry here plus the code
+that gives it meaning (its data files, its model, its prune rule, its plot) is all a new one
+takes; the tests check that every consumer knows every entry.
 
 Kept free of torch and numpy, so that the Snakefile imports it quickly.
 """
@@ -74,6 +74,9 @@ ACTIVATIONS = ("relu", "sigmoid")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 CURVATURE_METHODS = ("auto", "dense", "lowrank")
+# how images larger than 16×16 are brought to it (chaosgd.datasets.to_16x16): bilinear with
+# antialiasing, or without it as the authors' code did (torchvision 0.12's tensor Resize)
+RESIZE_MODES = ("antialias", "reference")
 
 
 @dataclass(frozen=True)
@@ -192,9 +195,14 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "spectral",
             "figB2_{experiment}",
             "Hessian spectrum",
-            "Per step: the numbers of negative, positive and positive-chaotic (λ > 2/η) "
-            "eigenvalues of the minibatch Hessian, and the fraction of the squared gradient "
-            "norm in the positive and negative eigenspaces; moving average of 50 steps.",
+            "The minibatch Hessian's spectrum per step, moving average of 50 steps, in two "
+            "conventions. Ours (a–d): the numbers of nonzero negative, positive and "
+            "positive-chaotic (λ > 2/η) eigenvalues, and the fractions of ‖g‖² in the positive "
+            "and negative eigenspaces. The reference code's (e–h): the signs of all N "
+            "eigenvalues, the numerically null ones split evenly between them (in float32 their "
+            "rounding decided), the mean |cos(g, v)| over the eigenvectors of each sign, and "
+            "|cos(g, v)| with the eigenvectors of λmax and λmin. Runs whose steps tables "
+            "predate the reference convention are drawn in ours only, as the title says.",
             "App. B.2",
             ("train/{run}/steps.parquet", _TRAIN),
         ),
@@ -205,7 +213,9 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "Lyapunov spectra",
             "Finite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map over training: "
             "λ1, λN, quantiles, and the numbers of chaotic (λ > 0) and non-chaotic (λ < 0) "
-            "directions, from exact Jacobi-SVD readouts of the tangent map.",
+            "directions, from exact Jacobi-SVD readouts of the tangent map, log-spaced from "
+            "step 1 and then evenly spaced, on a log step axis that shows the start, where the "
+            "exponents are above 0.",
             "App. C.1",
             ("lyapunov/{run}/exponents.parquet", _TRAIN),
         ),
@@ -214,8 +224,13 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "tangent",
             "figC2_{experiment}",
             "Lyapunov spectra",
-            "Similarity ‖V_prevᵀV‖²_F / min(dim) of the chaotic and non-chaotic Lyapunov "
-            "subspaces between consecutive exact readouts, and their dimensions.",
+            "Stability of the Lyapunov subspaces: against the basis at a fixed t₀ (one row of "
+            "panels per t₀), the similarity ‖VᵀW‖²_F / min(dim) of the chaotic (λ > 0), edge "
+            "(λ ≥ 0) and non-chaotic (λ < 0) subspaces at each later readout (solid), with the "
+            "random baseline max(dim)/N (dashed) and the similarity of random index sets of the "
+            "same dimensions (dotted); the cross terms chaotic–non-chaotic both ways; and the "
+            "dimensions now and at t₀. A stabilising subspace keeps its similarity well above "
+            "both baselines.",
             "App. C.2",
             ("lyapunov/{run}/subspaces.parquet", _TRAIN),
         ),
@@ -228,7 +243,10 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "at initialization by ε along 5 directions of its final Lyapunov spectrum: max "
             "chaos (top vector), max convergence (bottom vector), random chaotic and random "
             "non-chaotic combinations, and a random direction; same seed and batch order. One "
-            "panel per reference.",
+            "panel per reference. The dashed grey line is the expected distance "
+            "√E‖θ₁ − θ₂‖² of two default initializations of the model (App. A.8; 4.515 for the "
+            "paper's MLP 256-20-10); the paper's ≈ 6.38 is √2 times that value, each "
+            "coordinate's variance counted twice.",
             "Fig. 3a",
             ("ensembles/{run}/distances.parquet", _TRAIN),
             main_eps=True,
@@ -297,6 +315,7 @@ def schema_vocabularies() -> dict[str, dict]:
         "dtypes": DTYPES,
         "devices": DEVICES,
         "curvature_methods": CURVATURE_METHODS,
+        "resize_modes": RESIZE_MODES,
     }
     out: dict[str, dict] = {name: {"enum": list(values)} for name, values in enums.items()}
     out["variants"] = {"pattern": variant_pattern()}
