@@ -2,8 +2,10 @@
 updates against independent references, long horizons, checkpoint round trip, input errors."""
 
 import contextlib
+import decimal
 import io
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -93,8 +95,11 @@ def test_constant_hessian_exponents_where_naive_product_fails(constant_case):
 def test_constant_hessian_vectors_are_the_eigenvectors(constant_case):
     c = constant_case
     ro = c["tm"].readout()
-    assert ro.orthogonality_loss < 1e-12
+    assert ro.solver == "dc" and ro.orthogonality_loss < 1e-9
     _assert_vectors_match(ro.vectors, c["vecs"], c["exps"], tol=1e-10)
+    ref = c["tm"].readout(method="jacobi")
+    assert ref.solver == "jacobi" and ref.orthogonality_loss < 1e-12
+    _assert_vectors_match(ref.vectors, c["vecs"], c["exps"], tol=1e-10)
     # Benettin sums converge only at O(1/t): a cross-check, not the answer.
     assert np.abs(ro.benettin - c["exps"]).max() < 10.0 / c["T"]
 
@@ -399,15 +404,41 @@ def test_unguarded_linear_steps_lose_directions_and_say_so(monkeypatch):
     assert err.value.step % 20 == 0  # lost at a fold
 
 
+def _exact_log_singular_values_2x2(J, T):
+    """ln σ of J^T for a rational 2×2 J, exact products and 60-digit square roots."""
+    Jf = [[Fraction(x) for x in row] for row in J]
+    Y = [[Fraction(1), Fraction(0)], [Fraction(0), Fraction(1)]]
+    for _ in range(T):
+        Y = [[sum(Jf[i][k] * Y[k][j] for k in range(2)) for j in range(2)] for i in range(2)]
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        fro2 = sum(Y[i][j] ** 2 for i in range(2) for j in range(2))
+        det = abs(Y[0][0] * Y[1][1] - Y[0][1] * Y[1][0])
+        F = decimal.Decimal(fro2.numerator) / fro2.denominator
+        D = decimal.Decimal(det.numerator) / det.denominator
+        s1 = ((F + (F * F - 4 * D * D).sqrt()) / 2).sqrt()
+        return [float(s1.ln()), float((D / s1).ln())]
+
+
 @pytest.mark.parametrize("T", [20, 60])
 def test_svd_that_loses_precision_is_an_error_not_a_wrong_exponent(T):
     """An exactly triangular J on Y(0) = I keeps e1 (exponent ln ½) ahead of e2 (ln 2): the
     factor's first row becomes [2^-T, ~2^T] and the Jacobi SVD loses σ_min (wrong at T = 20,
-    -inf at T = 60), while the QR diagonal stays exact."""
+    -inf at T = 60), while the QR diagonal stays exact. The 2×2 divide-and-conquer SVD still
+    resolves T = 20 exactly; at T = 60 nothing does, and the fallback to Jacobi says so."""
     J = np.array([[0.5, 1.0], [0.0, 2.0]])
     tm = _run_linear(TangentMap(2), np.repeat(J[None], T, axis=0))
     with pytest.raises(TangentPrecisionError, match="method='qr_diagonal'"):
-        tm.readout()
+        tm.readout(method="jacobi")
+    if T == 20:
+        ro = tm.readout()
+        assert ro.solver == "dc"
+        exact = _exact_log_singular_values_2x2(J, T)
+        np.testing.assert_allclose(ro.exponents * T, exact, rtol=0, atol=1e-9)
+    else:
+        with pytest.warns(UserWarning, match="redone by the Jacobi SVD"):
+            with pytest.raises(TangentPrecisionError, match="method='qr_diagonal'"):
+                tm.readout()
     ro = tm.readout(method="qr_diagonal")
     np.testing.assert_allclose(ro.exponents, [math.log(2.0), math.log(0.5)], rtol=0, atol=1e-15)
 
@@ -505,3 +536,174 @@ def test_readout_before_any_step_and_mixing_are_refused():
     tm.step_momentum(0.1, 0.9, torch.ones(1, dtype=F64), torch.eye(3, dtype=F64)[:, :1])
     with pytest.raises(RuntimeError):
         tm.step_sgd(0.1, torch.ones(1, dtype=F64), torch.eye(3, dtype=F64)[:, :1])
+
+
+# -------------------------------------------------- divide-and-conquer readout vs the Jacobi SVD
+
+
+def _graded_map(n, log_range, shape, seed):
+    """A map holding a realistic graded factor, its row scales stretched to span log_range nats.
+
+    Low-rank SGD steps as in training: ``"tails"`` has a weakly touched bulk (exponents near 0) and
+    a few persistent, strongly curved directions of both signs, as a long MLP run; ``"spread"``
+    touches every direction at widely varying rates, so the bulk is wide and dense (for the windows
+    of the fast readout, the costly case). Stretching s (and ln|R_ii| with it) keeps B, the
+    directions, and makes the grading as strong as wanted.
+    """
+    g = torch.Generator().manual_seed(seed)
+    k, r = (25, 10) if shape == "tails" else (0, 12)
+    U, _ = torch.linalg.qr(torch.randn(n, max(k, 1), dtype=F64, generator=g))
+    rate = torch.randn(k, dtype=F64, generator=g)
+    tm = TangentMap(n)
+    with _one_thread():
+        for _ in range(120):
+            U, _ = torch.linalg.qr(U + 0.05 * torch.randn(U.shape, dtype=F64, generator=g) / n**0.5)
+            V, _ = torch.linalg.qr(
+                torch.cat([U[:, :k], torch.randn(n, r, dtype=F64, generator=g)], dim=1)
+            )
+            bulk = 0.02 if shape == "tails" else 1.5
+            x = torch.cat([rate + 0.3 * torch.randn(k, dtype=F64, generator=g),
+                           bulk * torch.randn(r, dtype=F64, generator=g)])  # fmt: skip
+            sign = torch.where(torch.rand(k + r, dtype=F64, generator=g) < 0.2, -1.0, 1.0)
+            tm.step_sgd(1.0, 1.0 - sign * torch.exp(x), V)
+        tm.reorthonormalize()
+    sd = tm.state_dict()
+    stretch = log_range / float(sd["s"].max() - sd["s"].min())
+    sd["log_diag"] = sd["log_diag"] + (stretch - 1.0) * sd["s"]  # ln|R_ii| = s_i + ln|B_ii|
+    sd["s"] = stretch * sd["s"]
+    out = TangentMap(n)
+    out.load_state_dict(sd)
+    return out
+
+
+def _cut(logsig, lo, hi):
+    """A threshold in the widest gap of the values within [lo, hi] (nats), and the gap."""
+    pts = np.sort(np.concatenate([[lo, hi], logsig[(logsig > lo) & (logsig < hi)]]))
+    i = int(np.argmax(np.diff(pts)))
+    return 0.5 * (pts[i] + pts[i + 1]), float(pts[i + 1] - pts[i])
+
+
+def _assert_readouts_agree(fast, ref, tol=1e-6, near=(1.0, -1.0)):
+    """Every ln σ_i within ``tol`` nats of the reference, and the chaotic and non-chaotic
+    subspaces (exponents above / below a threshold in a gap of ln σ near ``near``, nats) within
+    ``tol`` (largest principal angle, sin θ = ‖V_refᵀ⊥ V‖₂, which keeps full precision)."""
+    ls, ls_ref = fast.exponents * fast.t, ref.exponents * ref.t
+    assert np.abs(ls - ls_ref).max() <= tol, "ln σ"
+    for c, above in zip(near, (True, False)):
+        lo, hi = sorted((0.5 * c, 2.0 * c))
+        cut, gap = _cut(ls_ref, lo, hi)
+        assert gap > 1e-4
+        inside, inside_ref = (ls > cut, ls_ref > cut) if above else (ls < cut, ls_ref < cut)
+        assert inside.sum() == inside_ref.sum(), "subspace dimension"
+        assert 0 < inside.sum() < ls.size
+        sin = np.linalg.norm(ref.vectors[:, ~inside_ref].T @ fast.vectors[:, inside], 2)
+        assert sin <= tol, f"{'chaotic' if above else 'non-chaotic'} subspace: sin θ = {sin:.1e}"
+
+
+@pytest.mark.parametrize(
+    "shape, log_range, n",
+    [
+        ("tails", 50.0, 400),
+        ("tails", 500.0, 400),  # one float64 window, many sub-windows
+        ("tails", 1500.0, 300),  # three float64 windows
+        ("spread", 50.0, 300),
+        ("spread", 500.0, 300),
+        ("spread", 1500.0, 300),
+    ],
+)
+def test_fast_readout_equals_jacobi_on_graded_factors(shape, log_range, n):
+    tm = _graded_map(n, log_range, shape, seed=11)
+    fast, ref = tm.readout(), tm.readout(method="jacobi")
+    assert fast.solver == "dc" and ref.solver == "jacobi"
+    assert fast.method == ref.method and fast.windows == ref.windows
+    assert fast.method == ("svd_deflated" if log_range > 600 else "svd")
+    assert fast.log_range > 0.9 * log_range
+    assert fast.orthogonality_loss < 1e-9
+    _assert_readouts_agree(fast, ref)
+
+
+def test_fast_readout_of_a_nearly_isometric_map_uses_the_gram_matrix(monkeypatch):
+    """A few small steps, as early in training: the values span well under _DC_GRAM nats, so
+    one eigendecomposition of the Gram matrix reads them out (to ~κ² ε)."""
+    from chaosgd import tangent
+
+    n = 300
+    g = torch.Generator().manual_seed(9)
+    tm = TangentMap(n)
+    with _one_thread():
+        for _ in range(5):
+            V, _ = torch.linalg.qr(torch.randn(n, 40, dtype=F64, generator=g))
+            tm.step_sgd(0.05, torch.randn(40, dtype=F64, generator=g) * 4.0, V)
+    calls = []
+    gram = tangent._gram_svd
+    monkeypatch.setattr(tangent, "_gram_svd", lambda A: calls.append(A.shape) or gram(A))
+    fast, ref = tm.readout(), tm.readout(method="jacobi")
+    assert calls == [(n, n)] and fast.solver == "dc" and fast.log_range < 2.0
+    assert fast.orthogonality_loss < 1e-12
+    _assert_readouts_agree(fast, ref, tol=1e-10, near=(0.1, -0.1))
+
+
+def test_fast_readout_equals_jacobi_on_a_training_run():
+    """A real (tiny) MLP trained by minibatch SGD, the tangent map from the exact Hessians."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 9), torch.nn.Tanh(), torch.nn.Linear(9, 4))
+    model = model.double()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    names, shapes = list(params), [v.shape for v in params.values()]
+    theta = torch.cat([v.reshape(-1) for v in params.values()])
+    n = theta.numel()
+    x = torch.randn(64, 12, dtype=F64)
+    y = torch.randint(0, 4, (64,))
+    lr = 0.2  # 1 − ηλ stays away from 0: nearly singular steps make B too ill-conditioned
+
+    def loss(flat, xb, yb):
+        chunks = torch.split(flat, [math.prod(s) for s in shapes])
+        p = {k: c.reshape(s) for k, c, s in zip(names, chunks, shapes)}
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, p, (xb,)), yb)
+
+    tm = TangentMap(n)
+    with _one_thread():
+        for step in range(200):
+            idx = torch.arange(8 * (step % 8), 8 * (step % 8 + 1))
+            H = torch.func.hessian(loss)(theta, x[idx], y[idx])
+            lam, V = torch.linalg.eigh(0.5 * (H + H.T))
+            tm.step_sgd(lr, lam, V)
+            theta = theta - lr * torch.func.grad(loss)(theta, x[idx], y[idx])
+    fast, ref = tm.readout(), tm.readout(method="jacobi")
+    assert fast.solver == "dc" and fast.log_range > 30.0
+    _assert_readouts_agree(fast, ref)
+
+
+def test_plain_gesdd_fails_the_comparison_and_the_readout_falls_back(monkeypatch):
+    """Without the preconditioning and the windows, gesdd resolves values only to ε·σ_max: the
+    comparison above must catch that, and so must the readout, which then redoes the Jacobi SVD."""
+    from chaosgd import tangent
+
+    tm = _graded_map(300, 200.0, "tails", seed=5)
+    ref = tm.readout(method="jacobi")
+
+    def plain(At, depth, margin):
+        u, sig, _ = np.linalg.svd(At, full_matrices=False)
+        with np.errstate(divide="ignore"):
+            return np.log(sig), u
+
+    monkeypatch.setattr(tangent, "_dc_svd_tall", plain)
+    setting = tangent._DC_SETTINGS[0]
+    logsig, V, _, _ = tangent._svd_readout(setting, tm.s.numpy(), tm.B.numpy(), 600.0, 60.0)
+    naive = tangent.LyapunovReadout(
+        exponents=logsig / tm.t, vectors=V, t=tm.t, method="svd", benettin=ref.benettin,
+        log_range=ref.log_range, windows=1, orthogonality_loss=0.0, log_growth_since_reorth=0.0,
+    )  # fmt: skip
+    with pytest.raises(AssertionError):
+        _assert_readouts_agree(naive, ref)
+    with pytest.warns(UserWarning, match="fast readout lost precision .*redone by the Jacobi"):
+        ro = tm.readout()
+    assert ro.solver == "jacobi"
+    np.testing.assert_array_equal(ro.exponents, ref.exponents)
+
+
+def test_readout_rejects_unknown_method():
+    tm = TangentMap(3)
+    tm.step_sgd(0.1, torch.ones(1, dtype=F64), torch.eye(3, dtype=F64)[:, :1])
+    with pytest.raises(ValueError, match="'auto', 'jacobi' or 'qr_diagonal'"):
+        tm.readout(method="gesdd")

@@ -22,6 +22,16 @@ product.
 every ``--record-every`` steps) on the same synthetic batches, the two timed alternately
 ``--repeats`` times; it prints the median seconds per step and their ratio. (That the ensemble
 equals sequential training to rounding is a test, not a benchmark: ``tests/test_ensembles.py``.)
+
+``costs``: the per-unit costs that the jobs' runtime requests are computed from
+(:data:`chaosgd.resources.COSTS`), measured side by side through the pipeline's own code on
+synthetic data, one thread unless ``--threads`` says otherwise, and reported at the reference size
+next to the table's values; it ends with them as a ``resources: costs:`` block for the config
+(a site's own nodes, a GPU one with ``--device cuda``).
+
+``gpu``: the curvature engine, the tangent map, the ensembles and a short Fig. 1 run on a CUDA
+device and on the CPU side by side, their agreement on identical inputs, and the paper config's
+projected cost on that device (:mod:`chaosgd.bench_gpu`).
 """
 
 from __future__ import annotations
@@ -37,16 +47,19 @@ import time
 
 import torch
 
+from chaosgd import bench_gpu
 from chaosgd.cgd import project_gradient
 from chaosgd.curvature import hessian_eigenpairs
+from chaosgd.io import save_tensors
 from chaosgd.lockstep import run_ensemble, time_single_model
-from chaosgd.models import build_model, flat_params, make_loss_fn
+from chaosgd.models import build_model, flat_params, hessian_structure, make_loss_fn
+from chaosgd.resources import AUTO_CURVATURE, COSTS, growth, n_params
 from chaosgd.settings import RunSettings
 from chaosgd.tangent import TangentMap
-from chaosgd.training import Data, initial_model
-from chaosgd.vocab import ARCHITECTURES, PRUNE_SETS, STRATEGIES
+from chaosgd.training import Data, Trainer, epoch_order, initial_model, load_data
+from chaosgd.vocab import ARCHITECTURES, DTYPES, PRUNE_SETS, STRATEGIES
 
-__all__ = ["main", "bench_curvature", "bench_tangent", "bench_ensembles"]
+__all__ = ["main", "bench_curvature", "bench_tangent", "bench_ensembles", "bench_costs"]
 
 # what a TangentMap does when not told otherwise (the pipeline's own default is in the schema)
 DEFAULT_REORTH_EVERY = inspect.signature(TangentMap).parameters["reorth_every"].default
@@ -123,6 +136,11 @@ def _disagreement(grad, dense, low, lr, top_k):
     return worst, eig
 
 
+def grad_of(loss_fn, theta: torch.Tensor) -> torch.Tensor:
+    """The loss gradient at ``theta`` (the CGD projections compare on it)."""
+    return torch.func.grad(loss_fn)(theta)
+
+
 def bench_curvature(
     archs=tuple(ARCHITECTURES),
     steps: int = 3,
@@ -153,8 +171,9 @@ def bench_curvature(
         hint = hessian_eigenpairs(
             make_loss_fn(model, x, y), flat_params(model), "lowrank", dtype=dtype, generator=gen
         ).rank
-        t_dense, t_low, t_auto, worst, worst_eig = [], [], [], 0.0, 0.0
+        t_dense, t_low, t_sketch, t_auto, worst, worst_eig = [], [], [], [], 0.0, 0.0
         ranks, sketch, hvps, auto_methods = [], [], [], set()
+        worst_sketch, worst_block, t_block = 0.0, 0.0, []
         for t in range(steps):
             x, y = next_batch()
             loss_fn = make_loss_fn(model, x, y)
@@ -163,28 +182,47 @@ def bench_curvature(
                 lambda: hessian_eigenpairs(loss_fn, theta, "dense", dtype=dtype), dev
             )
             t_dense.append(dt)
-            for _ in range(max(1, lowrank_repeats)):
-                low, dt = _timed(
-                    lambda: hessian_eigenpairs(
-                        loss_fn, theta, "lowrank", dtype=dtype, generator=gen, sketch_hint=hint
-                    ),
-                    dev,
-                )
-                t_low.append(dt)
-            auto, dt = _timed(
+            # the dense path as training takes it: a ReLU network's linear block formed from
+            # its Gauss-Newton part (fewer Hessian-vector products), the same exact Hessian
+            fast, dt = _timed(
                 lambda: hessian_eigenpairs(
-                    loss_fn, theta, "auto", dtype=dtype, generator=gen, sketch_hint=hint
+                    loss_fn, theta, "dense", dtype=dtype, **hessian_structure(model, x, y)
                 ),
                 dev,
             )
+            t_block.append(dt)
+            worst_block = max(
+                worst_block, _disagreement(grad_of(loss_fn, theta), dense, fast, lr, top_k)[0]
+            )
+
+            # as training calls it: the model's range basis (the MLP's) where it has one, built
+            # inside the timed call; "sketch" is the generic randomized path on the same batch
+            def lowrank(basis: bool, method: str = "lowrank"):
+                return hessian_eigenpairs(
+                    loss_fn,
+                    theta,
+                    method,
+                    dtype=dtype,
+                    generator=gen,
+                    sketch_hint=hint,
+                    **(hessian_structure(model, x, y) if basis else {}),
+                )
+
+            for _ in range(max(1, lowrank_repeats)):
+                low, dt = _timed(lambda: lowrank(True), dev)
+                t_low.append(dt)
+                generic, dt = _timed(lambda: lowrank(False), dev)
+                t_sketch.append(dt)
+            auto, dt = _timed(lambda: lowrank(True, "auto"), dev)
             t_auto.append(dt)
             auto_methods.add(auto.method)
             hint = low.rank
             grad = torch.func.grad(loss_fn)(theta)
             w, e = _disagreement(grad, dense, low, lr, top_k)
             worst, worst_eig = max(worst, w), max(worst_eig, e)
+            worst_sketch = max(worst_sketch, _disagreement(grad, dense, generic, lr, top_k)[0])
             ranks.append((dense.rank, low.rank))
-            sketch.append(low.diagnostics["sketch_size"])
+            sketch.append(low.diagnostics.get("sketch_size", low.diagnostics.get("basis_size")))
             hvps.append(low.diagnostics["hvps"])
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -206,6 +244,26 @@ def bench_curvature(
                 ranks=[r[1] for r in ranks],
                 sketch=sketch,
                 hvps=hvps,
+            )
+        )
+        med_block = statistics.median(t_block)
+        rows.append(
+            dict(
+                common,
+                method="dense*",
+                median_s=med_block,
+                ratio=med_dense / med_block,
+                max_rel_proj_diff=worst_block,
+            )
+        )
+        med_sketch = statistics.median(t_sketch)
+        rows.append(
+            dict(
+                common,
+                method="sketch",
+                median_s=med_sketch,
+                ratio=med_dense / med_sketch,
+                max_rel_proj_diff=worst_sketch,
             )
         )
         rows.append(
@@ -312,6 +370,7 @@ def bench_tangent(
     reorth_every: int = DEFAULT_REORTH_EVERY,
     readout: bool = True,
     curvature: str = "auto",
+    readout_reference: bool = False,
 ) -> list[dict]:
     """Run the tangent-map benchmark on the MLP; returns one row per timed operation.
 
@@ -434,23 +493,32 @@ def bench_tangent(
         ),
     ]
     if readout:
-        out, t_read = _timed(low.readout, dev)
-        logsig = torch.as_tensor(out.exponents, dtype=torch.float64) * out.t
         sig, t_svd = _timed(lambda: torch.linalg.svdvals(Yd), dev)
         ref = torch.sort(torch.log(sig.cpu()), descending=True).values
-        rows.append(
-            dict(
-                common,
-                op="readout (Jacobi SVD)",
-                timings=1,
-                median_s=t_read,
-                agreement=float((logsig - ref).abs().max()),
-                method=out.method,
-                windows=out.windows,
-                orthogonality_loss=out.orthogonality_loss,
-                note=f"{out.method}, |VᵀV−I| {out.orthogonality_loss:.0e}",
+        # the default (divide-and-conquer) readout, and with readout_reference today's Jacobi one
+        kinds = ["auto", "jacobi"] if readout_reference else ["auto"]
+        outs = {k: _timed(lambda: low.readout(method=k), dev) for k in kinds}
+        for k, (out, t_read) in outs.items():
+            logsig = torch.as_tensor(out.exponents, dtype=torch.float64) * out.t
+            note = f"{out.method}, |VᵀV−I| {out.orthogonality_loss:.0e}"
+            if k == "jacobi":
+                fast, t_fast = outs["auto"]
+                dlog = float(abs(out.exponents - fast.exponents).max()) * out.t
+                note += f", {t_read / t_fast:.1f}x the dc time, max|Δ ln σ| to dc {dlog:.0e}"
+            rows.append(
+                dict(
+                    common,
+                    op=f"readout ({'Jacobi' if out.solver == 'jacobi' else 'dc'} SVD)",
+                    timings=1,
+                    median_s=t_read,
+                    agreement=float((logsig - ref).abs().max()),
+                    method=out.method,
+                    solver=out.solver,
+                    windows=out.windows,
+                    orthogonality_loss=out.orthogonality_loss,
+                    note=note,
+                )
             )
-        )
         rows.append(
             dict(
                 common,
@@ -461,6 +529,219 @@ def bench_tangent(
             )
         )
     return rows
+
+
+class _TangentTimer:
+    """A training step hook: follows the run with a tangent map that never folds (the folds are
+    timed apart) and times each of its updates."""
+
+    def __init__(self, n: int, lr: float, device: torch.device):
+        self.tangent = TangentMap(
+            n, torch.float64, device, reorth_every=2**62, max_log_growth=math.inf
+        )
+        self.lr, self.device, self.seconds = lr, device, []
+
+    def after_step(self, step, eig, pruned) -> None:
+        """Advance the map with the step's nonzero eigenpairs, timed."""
+        keep = eig.nonzero_mask()
+        values, vectors = eig.values[keep], eig.vectors[:, keep]
+        _, dt = _timed(lambda: self.tangent.step_sgd(self.lr, values, vectors), self.device)
+        self.seconds.append(dt)
+
+    def state_dict(self) -> dict:
+        """Nothing to checkpoint: the bench never resumes."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore."""
+
+
+def _costs_settings(model: str, hidden: int, batch: int, device: str, **kw) -> RunSettings:
+    values = dict(
+        run_id="bench", dataset="synthetic", model=model, activation="relu", hidden=hidden,
+        variant="sgd", onset=0, momentum=0.0, seed=0, lr=1e-3, batch_size=batch, epochs=1,
+        dtype="float32", train_size=0, test_size=0, subset_seed=0, evals_per_epoch=1,
+        spectrum=False, curvature="auto", noise_scale=0.0, checkpoint_every=2**62, device=device,
+    )  # fmt: skip
+    values.update(kw)
+    return RunSettings(**values)
+
+
+def _synthetic_dataset(path: str, images: int, seed: int) -> None:
+    """A prepared-dataset file of standard-normal 16×16 images with random labels: the costs
+    depend only on the shapes."""
+    gen = torch.Generator().manual_seed(seed)
+    blob = {}
+    for split, n in (("train", images), ("test", 256)):
+        blob[f"{split}_x"] = torch.randn(n, 1, 16, 16, generator=gen)
+        blob[f"{split}_y"] = torch.randint(0, 10, (n,), generator=gen)
+    save_tensors(blob, path)
+
+
+def _spectral_steps(settings: RunSettings, data: str, steps: int):
+    """Time ``steps`` training steps with the spectrum and a tangent map (after one untimed step,
+    which has no rank hint yet); returns the trainer, the hook and the per-step seconds."""
+    trainer = Trainer(settings, data, progress=False)
+    n = sum(p.numel() for p in trainer.model.parameters())
+    hook = trainer.hooks["tangent"] = _TangentTimer(n, settings.lr, trainer.device)
+    x, y = trainer.data.train_x, trainer.data.train_y
+    b, total = settings.batch_size, []
+    for i in range(steps + 1):
+        j = (i * b) % (len(y) - b + 1)
+        _, dt = _timed(lambda: trainer.train_step(x[j : j + b], y[j : j + b]), trainer.device)
+        total.append(dt)
+    hook.seconds, total = hook.seconds[1:], total[1:]
+    return trainer, hook, total
+
+
+def bench_costs(
+    archs=tuple(ARCHITECTURES),
+    device: str = "cpu",
+    hidden: int = 20,
+    batch: int = 8,
+    seed: int = 0,
+    steps: int = 300,
+    spectrum_steps: int = 8,
+    readout_hidden: int = 6,
+    ensemble_steps: int = 100,
+    eps_count: int = 11,
+    dense_mlp: bool = False,
+    **_ignored,
+) -> list[dict]:
+    """Measure the per-unit costs of :data:`chaosgd.resources.COSTS` side by side; one row each.
+
+    Through the pipeline's own code on synthetic data: the :class:`~chaosgd.training.Trainer`'s
+    whole runs (plain steps) and single steps with the spectrum (its ``curvature`` method forced)
+    and a tangent map; one re-orthonormalization of that map; one exact readout of a smaller
+    MLP's (``readout_hidden``); the lockstep ensemble of 1 + 5·``eps_count`` members. Each cost is
+    divided by :func:`chaosgd.resources.growth` to report it at the reference size, as the
+    planner's table holds it. The dense MLP (≈ 25 s a step) only with ``dense_mlp``.
+    """
+    import tempfile
+
+    dev = torch.device(device)
+    rows: list[dict] = []
+
+    def row(name, measured, n, what, b=batch):
+        at_ref = measured / growth(name, name.split(".")[-1], n, b) if "." in name else measured
+        if name in ("reorth", "readout"):
+            at_ref = measured / growth(name, "mlp", n, b)
+        table = COSTS[name].seconds
+        rows.append(
+            dict(
+                name=name, seconds=at_ref, measured_s=measured, n_params=n, batch=b,
+                table_s=table, ratio=at_ref / table, unit=COSTS[name].unit, how=what,
+                device=str(dev), threads=torch.get_num_threads(),
+            )
+        )  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        small = f"{tmp}/steps.pt"
+        _synthetic_dataset(small, steps * batch, seed)
+        # the batch order is a permutation of the whole training set, drawn at every step
+        order = [_timed(lambda: epoch_order(60000, seed, e), torch.device("cpu"))[1]
+                 for e in range(20)]  # fmt: skip
+        row("order_image", statistics.median(order) / 60000, 0, "epoch_order(60000), median of 20")
+        for arch in archs:
+            n = n_params(arch, hidden)
+            plain = Trainer(_costs_settings(arch, hidden, batch, device), small, progress=False)
+            info = plain.run().info
+            row(
+                f"step.{arch}",
+                info["wall_seconds"] / info["steps"],
+                n,
+                f"Trainer.run, {steps} steps",
+            )
+            methods = ["lowrank", "dense"] if arch != "mlp" or dense_mlp else ["lowrank"]
+            for method in methods:
+                settings = _costs_settings(
+                    arch, hidden, batch, device, spectrum=True, curvature=method
+                )
+                k = spectrum_steps if method == "lowrank" or arch != "mlp" else 1
+                trainer, hook, total = _spectral_steps(settings, small, k)
+                plain_s = info["wall_seconds"] / info["steps"]
+                spectrum = [t - h - plain_s for t, h in zip(total, hook.seconds)]
+                row(f"{method}.{arch}", statistics.median(spectrum), n, f"train_step, {k} steps")
+                if method == AUTO_CURVATURE[arch]:
+                    tangent = statistics.median(hook.seconds)
+                    row(f"tangent.{arch}", tangent, n, f"TangentMap.step_sgd, {k} steps")
+                if arch == "mlp" and method == "lowrank":
+                    _, dt = _timed(hook.tangent.reorthonormalize, dev)
+                    row("reorth", dt, n, "one TangentMap.reorthonormalize")
+                del trainer, hook
+            members = 1 + len(STRATEGIES) * eps_count
+            for dtype in DTYPES:
+                settings = _costs_settings(arch, hidden, batch, device, dtype=dtype)
+                data = load_data(small, settings, dev)
+                theta0 = flat_params(initial_model(settings, "float32", torch.device("cpu")))
+                gen = torch.Generator().manual_seed(seed + 3)
+                dirs = {
+                    s: torch.nn.functional.normalize(
+                        torch.randn(theta0.numel(), generator=gen, dtype=torch.float64), dim=0
+                    )
+                    for s in STRATEGIES
+                }
+                eps = [float(e) for e in torch.logspace(-3, 1, eps_count, dtype=torch.float64)]
+                sub = Data(
+                    data.train_x[: ensemble_steps * batch], data.train_y[: ensemble_steps * batch],
+                    data.test_x, data.test_y,
+                )  # fmt: skip
+                res = run_ensemble(settings, sub, theta0, dirs, eps, dtype, dev, record_every=10)
+                per_member = res.info["seconds_per_step"] / res.info["members"]
+                row(
+                    f"member_{dtype}.{arch}", per_member, n,
+                    f"run_ensemble, {members} members, {ensemble_steps} steps",
+                )  # fmt: skip
+        # the readout at a smaller N (≈ 15 min at the MLP's 5350 on one core), scaled by N³
+        settings = _costs_settings("mlp", readout_hidden, batch, device, spectrum=True)
+        trainer, hook, _ = _spectral_steps(settings, small, 5)
+        _, dt = _timed(hook.tangent.readout, dev)
+        row("readout", dt, n_params("mlp", readout_hidden), "one TangentMap.readout, 6 steps")
+    return rows
+
+
+def _print_costs_table(rows, out=None):
+    out = sys.stdout if out is None else out
+    head = f"{'cost':<19} {'seconds':>10} {'table':>10} {'x table':>7} {'N':>5}  per, measured by"
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in rows:
+        print(
+            f"{r['name']:<19} {r['seconds']:>10.3g} {r['table_s']:>10.3g} {r['ratio']:>7.2f} "
+            f"{r['n_params']:>5}  {r['unit']}, {r['how']}",
+            file=out,
+        )
+    print("# this node's costs, for the config (resources.costs), in seconds:", file=out)
+    print("resources:\n  costs:", file=out)
+    for r in rows:
+        print(f"    {r['name']}: {r['seconds']:.3g}", file=out)
+
+
+def _cmd_costs(args) -> int:
+    status = _setup(args)
+    if status is not None:
+        return status
+    rows = bench_costs(
+        **_model_arguments(args),
+        archs=args.arch,
+        steps=args.steps,
+        spectrum_steps=args.spectrum_steps,
+        readout_hidden=args.readout_hidden,
+        ensemble_steps=args.ensemble_steps,
+        eps_count=args.eps_count,
+        dense_mlp=args.dense_mlp,
+    )
+    print(
+        f"# chaosgd.bench costs: device={args.device} threads={torch.get_num_threads()} "
+        f"hidden={args.hidden} batch={args.batch} load1={_load1():.2f}"
+    )
+    print(
+        "# seconds: per unit at the reference size (MLP 256-20-10, batch 8; readout and "
+        "reorth at N = 5350), as chaosgd.resources.COSTS; table: its value; x table: ratio"
+    )
+    _print_costs_table(rows)
+    _write_json(args, rows)
+    return 0
 
 
 def _print_tangent_table(rows, out=None):
@@ -560,6 +841,7 @@ def _cmd_tangent(args) -> int:
         reorth_every=args.reorth_every,
         readout=args.readout,
         curvature=args.curvature,
+        readout_reference=args.readout_reference,
     )
     r0 = rows[0]
     print(
@@ -666,7 +948,13 @@ def main(argv=None) -> int:
         "--readout",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time the exact readout (~10 min at N = 5350 on a busy 2-core CPU; default on)",
+        help="also time the exact readout (default on)",
+    )
+    p.add_argument(
+        "--readout-reference",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also time the Jacobi readout side by side (~15 min at N = 5350 on one core)",
     )
     p.add_argument(
         "--curvature",
@@ -694,6 +982,31 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="alternating timings (default 3)")
     _common_arguments(p)
     p.set_defaults(func=_cmd_ensembles)
+
+    p = sub.add_parser("costs", help="the per-unit costs the job resources are estimated from")
+    p.add_argument("--arch", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
+    p.add_argument("--steps", type=int, default=300, help="plain training steps (default 300)")
+    p.add_argument(
+        "--spectrum-steps", type=int, default=8, help="steps timed with the spectrum (default 8)"
+    )
+    p.add_argument(
+        "--readout-hidden",
+        type=int,
+        default=6,
+        help="hidden units of the MLP whose readout is timed, then scaled by N³ (default 6)",
+    )
+    p.add_argument("--ensemble-steps", type=int, default=100, help="lockstep steps (default 100)")
+    p.add_argument("--eps-count", type=int, default=11, help="ε values: 1 + 5·k members")
+    p.add_argument(
+        "--dense-mlp", action="store_true", help="also time the MLP's dense eigenpairs (≈ 25 s)"
+    )
+    _common_arguments(p)
+    # the jobs run single-threaded unless the config says otherwise
+    p.set_defaults(func=_cmd_costs, threads=1)
+
+    p = sub.add_parser("gpu", help="the GPU path against the CPU on the same inputs, and the cost")
+    bench_gpu.add_arguments(p)
+    p.set_defaults(func=bench_gpu.command)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -29,17 +29,32 @@ to working precision, or when the SVD's ln σ do not add up to ln|det Y| = Σ ln
 
 Readout (O(N³), only at checkpoints; on CPU through LAPACK): the exponents are ln σ_i(R)/t and
 the Lyapunov vectors the right singular vectors of R (Q is orthonormal after folding in the
-current Q). R is row-graded, the case in which the one-sided Jacobi SVD (``dgejsv``) keeps
-*relative* accuracy in every singular value, however small, as long as B is well conditioned
-(checked: see above). Methods, reported in ``LyapunovReadout.method``:
+current Q). R is row-graded: its singular values span hundreds of nats, and every one of them
+must keep *relative* accuracy. Methods, reported in ``LyapunovReadout.method``:
 
-* ``"svd"``: R's dynamic range fits one float64 window; one Jacobi SVD of the whole factor.
+* ``"svd"``: R's dynamic range fits one float64 window; one SVD of the whole factor.
 * ``"svd_deflated"``: the range is wider (long horizons, strong chaos). The top of the spectrum
   comes from the rows within a window of the largest scale; the rest from the exactly deflated
   factor R_{S2} W, where W spans the null space of the large rows S1 (the row scales cancel in
   that null space, so it is computed without loss). Repeated until the remainder fits. Each
   accepted value keeps a margin of ``_MARGIN`` nats from the neglected part (error ~e^{-margin}).
 * ``"qr_diagonal"``: only if the SVD fails (or on request): Benettin exponents, no vectors.
+
+The SVD of a window (``LyapunovReadout.solver``):
+
+* ``"jacobi"`` (``readout(method="jacobi")``, the reference): the one-sided Jacobi SVD
+  (``dgejsv``), relatively accurate in every singular value, however small, as long as B is well
+  conditioned (checked: see above); but level-1 BLAS, ≈ 15 min at the MLP's N = 5350.
+* ``"dc"`` (the default): LAPACK's divide-and-conquer SVD (``gesdd``) resolves values only to
+  ~ε·σ_max, i.e. relatively within ~16 nats of the largest. So the window's factor is first
+  preconditioned by two QR factorizations (columns sorted by norm), after which its rows are
+  nearly orthogonal wherever their scales differ (cosines fall like e^{-2Δs}: the preconditioning
+  of Drmač's Jacobi SVD, ``dgejsv``), and it is read out in sub-windows of rows at most ~16 nats
+  deep, one ``gesdd`` each, deflated exactly like the windows above with a margin
+  (``_DC_SETTINGS``). A dense bulk of similar exponents costs one ``gesdd``. Values agree with the
+  Jacobi SVD to ~1e-13 nats and subspaces to ~1e-10 in the tests. A readout whose vectors come
+  out less than orthonormal to ``_DC_ORTH`` (the symptom of a margin too narrow for B's
+  conditioning) is redone with wider margins, then by the Jacobi SVD.
 
 While CGD prunes, the tangent map uses the Hessian restricted to the kept eigenvectors: the caller
 passes only the kept eigenpairs to :meth:`TangentMap.step_sgd` / :meth:`TangentMap.step_momentum`.
@@ -71,6 +86,22 @@ _MARGIN = 60.0
 # for a float32 map ≳ 9 nats, so there the budget should be lowered with the dtype.
 _LOST_REL = 1e-3
 _LN2 = math.log(2.0)
+# Divide-and-conquer readout (see the module docstring): (depth, margin) of the sub-windows, in
+# nats, tried in turn. gesdd's error is ~ε·σ_max absolute, i.e. ≲ 1e-9 relative within ``depth``
+# of a window's top on the preconditioned factor (trials: values stay exact to ~25 nats, vectors
+# degrade from ~20). ``margin`` is kept between accepted values and rows left out below, and
+# between deflated rows and the values accepted after them; on a preconditioned factor with a
+# well-conditioned B the coupling across it is ~e^-2·margin on top of the margin itself (trials:
+# 6 keeps 1e-10, 3 loses 1e-6 in the vectors). A B with κ ~ 1e9 (a nearly singular step) couples
+# more and needs the second, wider setting.
+_DC_SETTINGS = ((16.0, 6.0), (24.0, 10.0))
+# Column log-norm range up to which a direct solve is tried first (nearly isometric maps, e.g.
+# early in training): by the Gram matrix's eigendecomposition if the values span at most
+# _DC_GRAM nats (it loses ≲ κ² ε ≤ e^{2·_DC_GRAM} ε, and costs half a gesdd), else one gesdd.
+_DC_DIRECT = 6.0
+_DC_GRAM = 4.0
+# A fast readout whose vectors are less orthonormal than this is redone by the Jacobi SVD.
+_DC_ORTH = 1e-8
 
 
 class TangentPrecisionError(FloatingPointError):
@@ -100,11 +131,13 @@ class LyapunovReadout:
     benettin: (N,) exponents from the accumulated QR diagonal, sorted descending; they agree
         with ``exponents`` up to O(1/t) and serve as a cross-check.
     log_range: max − min of the factor's log row scales (nats); > ``_WINDOW`` means deflation.
-    windows: number of Jacobi SVDs used (1 for "svd").
+    windows: number of float64 windows (SVDs of the deflation) used (1 for "svd").
     orthogonality_loss: max |VᵀV − I| of the returned vectors (NaN without vectors).
     log_growth_since_reorth: bound on ln κ(Q) accumulated since the last re-orthonormalization.
     fold_log_cond: max over all folds (and this readout's) of ln(‖R'_{:,i}‖ / |R'_ii|), the
         digits (in nats) the worst fold lost: its relative rounding error is ≈ ε e^fold_log_cond.
+    solver: the SVD of the windows, "dc" (preconditioned divide and conquer) or "jacobi"; "" for
+        ``method == "qr_diagonal"``.
     """
 
     exponents: np.ndarray
@@ -117,6 +150,7 @@ class LyapunovReadout:
     orthogonality_loss: float
     log_growth_since_reorth: float
     fold_log_cond: float = 0.0
+    solver: str = "jacobi"
 
 
 def _pow2_scale(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -201,21 +235,177 @@ def _jacobi_svd_tall(At: np.ndarray):
     return logsig[order], u[:, order]
 
 
-def _graded_svd(s: np.ndarray, B: np.ndarray, window: float, margin: float):
-    """ln σ_i (descending), right singular vectors and #SVDs of R = diag(e^s) B (square)."""
+def _log_row_norms(A: np.ndarray) -> np.ndarray:
+    """ln ‖A_i‖ of every row, free of under/overflow (entries may be ~e^-700); -inf for zero rows."""
+    big = np.abs(A).max(axis=1)
+    big = np.where(big > 0.0, big, 1.0)
+    with np.errstate(divide="ignore"):
+        return np.log(big) + np.log(np.linalg.norm(A / big[:, None], axis=1))
+
+
+# The divide-and-conquer readout runs its O(N³) steps through torch (MKL) rather than scipy's
+# OpenBLAS: torch keeps to the job's thread count (torch.set_num_threads), while OpenBLAS starts
+# a thread per core, which on a shared machine thrashes (trials on 2 busy cores: 30x slower).
+
+
+def _householder(X: np.ndarray):
+    """Householder QR of the tall X (rows ≥ columns), kept as LAPACK reflectors for _reflect."""
+    return torch.geqrf(torch.from_numpy(X))
+
+
+def _reflect(qr: torch.Tensor, tau: torch.Tensor, X: np.ndarray, side: str) -> np.ndarray:
+    """Q·X (side "L") or X·Q (side "R") with the full orthogonal Q of :func:`_householder`."""
+    return torch.ormqr(qr, tau, torch.from_numpy(X), left=side == "L").numpy()
+
+
+def _gram_svd(A: np.ndarray):
+    """ln σ (descending) and right singular vectors of A (rows ≤ columns) from the Gram matrix.
+
+    Accurate only for a well-conditioned A (relative error ~κ(A)² ε); ln σ is NaN where the
+    Gram matrix is not positive definite to working precision.
+    """
+    At = torch.from_numpy(A)
+    square = A.shape[0] == A.shape[1]
+    lam, W = torch.linalg.eigh(At.T @ At if square else At @ At.T)
+    lam, W = lam.flip(0).numpy(), W.flip(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logsig = 0.5 * np.log(lam)
+    if square:
+        return logsig, W.numpy()
+    return logsig, (At.T @ W).numpy() * np.exp(-logsig)[None, :]
+
+
+def _gesdd(A: np.ndarray):
+    """(U, σ, Vᵀ) of A by LAPACK's divide-and-conquer SVD."""
+    try:
+        U, sig, Vh = torch.linalg.svd(torch.from_numpy(A), full_matrices=False)
+    except RuntimeError as err:  # non-finite entries, no convergence
+        raise np.linalg.LinAlgError(str(err)) from None
+    return U.numpy(), sig.numpy(), Vh.numpy()
+
+
+def _dc_window(s: np.ndarray, depth: float, margin: float):
+    """Pick the next sub-window of the rows (s sorted descending): (j, k1, floor).
+
+    The window is the top j rows, all within ``depth`` of the top; its values ≥ floor are accepted
+    (floor keeps ``margin`` above the first row left out and stays within ``depth``); its top k1
+    rows, ≥ margin above floor, are deflated. Of all such windows the one that deflates the largest
+    share of its rows: rows kept below k1 are solved again, so a dense block of similar scales is
+    solved once, as a whole, rather than cut into overlapping windows.
+    """
+    n = s.size
+    top = s[0]
+    j = np.arange(1, n)
+    floor = np.maximum(s[j] + margin, top - depth)
+    k1 = np.minimum(n - np.searchsorted(s[::-1], floor + margin, side="left"), j)
+    ok = (s[j - 1] >= top - depth) & (k1 >= 1)
+    if not ok.any():  # only with depth < 2 margin
+        raise np.linalg.LinAlgError("no sub-window deflates a row")
+    share = np.where(ok, k1 / j, -1.0)
+    best = np.flatnonzero(share >= share.max() - 1e-12)
+    i = best[np.argmax(k1[best])]
+    return int(j[i]), int(k1[i]), float(floor[i])
+
+
+def _dc_windows(s: np.ndarray, B: np.ndarray, depth: float, margin: float):
+    """ln σ (descending) and right singular vectors of diag(e^s) B, one gesdd per sub-window.
+
+    B has unit rows and at most as many rows as columns; the rows of a preconditioned factor are
+    nearly orthogonal across scales, so each sub-window (see :func:`_dc_window`) is resolved by
+    one gesdd within ``depth`` nats and deflated exactly, as in :func:`_graded_svd`.
+    """
+    levels = []
+    while True:
+        order = np.argsort(-s, kind="stable")
+        s = s[order]
+        top = s[0]
+        if top - s[-1] <= depth:
+            _, sig, vt = _gesdd(np.exp(s - top)[:, None] * B[order])
+            with np.errstate(divide="ignore"):
+                logsig = np.log(sig) + top
+            levels.append((logsig, vt.T, None))
+            break
+        j, k1, floor = _dc_window(s, depth, margin)
+        _, sig, vt = _gesdd(np.exp(s[:j] - top)[:, None] * B[order[:j]])
+        with np.errstate(divide="ignore"):
+            logsig = np.log(sig) + top
+        k_acc = int(np.sum(logsig >= floor))
+        if k1 > k_acc:
+            raise np.linalg.LinAlgError("graded factor too ill-conditioned to deflate")
+        # the null space of the deflated rows, as in _graded_svd
+        qr, tau = _householder(B[order[:k1]].T)
+        B2 = _reflect(qr, tau, B[order[k1:]], "R")[:, k1:]
+        ln = _log_row_norms(B2)
+        if not np.isfinite(ln).all():
+            raise np.linalg.LinAlgError("a row lies in the span of the deflated ones")
+        B2 *= np.exp(-ln)[:, None]
+        levels.append((logsig[:k_acc], vt[:k_acc].T, (qr, tau, k1, k_acc - k1)))
+        s, B = s[k1:] + ln, B2
+    logsig, V = levels[-1][:2]
+    for logsig_top, V_top, (qr, tau, k1, skip) in reversed(levels[:-1]):
+        deep = np.zeros((qr.shape[0], V.shape[1] - skip))
+        deep[k1:] = V[:, skip:]
+        V = np.concatenate([V_top, _reflect(qr, tau, deep, "L")], axis=1)
+        logsig = np.concatenate([logsig_top, logsig[skip:]])
+    return logsig, V
+
+
+def _dc_svd_tall(At: np.ndarray, depth: float, margin: float):
+    """ln σ (descending) and left singular vectors of the tall At, as :func:`_jacobi_svd_tall`.
+
+    At = Rᵀ is column-graded. Sorted by column norm, At Π = Q1 R1 and R1ᵀ = Q2 R2 (Householder QR
+    is column-wise backward stable, so the grading survives), and the left singular vectors of At
+    are Q1 times the right singular vectors of R2, whose rows are nearly orthogonal across scales;
+    those come from :func:`_dc_windows` (sub-windows ``depth`` deep, ``margin`` apart). A nearly
+    isometric At (column norms within ``_DC_DIRECT``) is tried directly first (see there). At is
+    left intact.
+    """
+    n, k = At.shape
+    lognorm = _log_row_norms(At.T)
+    if not np.isfinite(lognorm).all():
+        raise np.linalg.LinAlgError("zero column")
+    if lognorm.max() - lognorm.min() <= _DC_DIRECT:
+        logsig, u = _gram_svd(np.ascontiguousarray(At.T))
+        if logsig[0] - logsig[-1] <= _DC_GRAM:  # False for NaN
+            return logsig, u
+        u, sig, _ = _gesdd(At)
+        with np.errstate(divide="ignore"):
+            logsig = np.log(sig)
+        if logsig[0] - logsig[-1] <= depth:
+            return logsig, u
+    qr1, tau1 = _householder(At[:, np.argsort(-lognorm, kind="stable")])
+    R2 = torch.linalg.qr(qr1[:k].triu().T, mode="r")[1].numpy()
+    s2 = _log_row_norms(R2)
+    if not np.isfinite(s2).all():
+        raise np.linalg.LinAlgError("singular factor")
+    R2 *= np.exp(-s2)[:, None]
+    logsig, V2 = _dc_windows(s2, R2, depth, margin)
+    order = np.argsort(-logsig, kind="stable")
+    U = np.zeros((n, k))
+    U[:k] = V2[:, order]
+    return logsig[order], _reflect(qr1, tau1, U, "L")
+
+
+def _graded_svd(
+    s: np.ndarray, B: np.ndarray, window: float, margin: float, solver=_jacobi_svd_tall
+):
+    """ln σ_i (descending), right singular vectors and #SVDs of R = diag(e^s) B (square).
+
+    ``solver`` reads out one window (:func:`_jacobi_svd_tall` or :func:`_dc_svd_tall`).
+    """
     n = B.shape[0]
     finite = np.isfinite(s)
     if not finite.any():  # Y = 0: nothing to resolve
         return np.full(n, -np.inf), np.eye(n), 0
     smax = s[finite].max()
     if smax - s[finite].min() <= window:
-        logsig, V = _jacobi_svd_tall((np.exp(s - smax)[:, None] * B).T)
+        logsig, V = solver((np.exp(s - smax)[:, None] * B).T)
         return logsig + smax, V, 1
 
     # Top of the spectrum: rows within the window; dropping the rest perturbs R by at most
     # sqrt(n) e^{smax-window}, negligible for values ≥ e^{smax-window+margin}.
     top = s >= smax - window
-    logsig_top, V_top = _jacobi_svd_tall((np.exp(s[top] - smax)[:, None] * B[top]).T)
+    logsig_top, V_top = solver((np.exp(s[top] - smax)[:, None] * B[top]).T)
     logsig_top += smax
     k_acc = int(np.sum(logsig_top >= smax - window + margin))
 
@@ -226,19 +416,58 @@ def _graded_svd(s: np.ndarray, B: np.ndarray, window: float, margin: float):
     k1 = int(big.sum())
     if k1 > k_acc:
         raise np.linalg.LinAlgError("graded factor too ill-conditioned to deflate")
-    Qf, _ = scipy.linalg.qr(B[big].T, mode="full")
-    W = Qf[:, k1:]
-    del Qf
-    B2 = B[~big] @ W
+    if solver is _jacobi_svd_tall:  # the reference, as it always was: W explicit
+        Qf, _ = scipy.linalg.qr(B[big].T, mode="full")
+        W = Qf[:, k1:]
+        del Qf
+        B2 = B[~big] @ W
+    else:  # W as Householder reflectors: O(N² k1) instead of O(N³)
+        qr, tau = _householder(B[big].T)
+        B2 = np.ascontiguousarray(_reflect(qr, tau, B[~big], "R")[:, k1:])
     norms = np.linalg.norm(B2, axis=1)
     B2 /= np.maximum(norms, np.finfo(float).tiny)[:, None]
     with np.errstate(divide="ignore"):
         s2 = s[~big] + np.log(norms)
-    logsig2, V2, w2 = _graded_svd(s2, B2, window, margin)
+    logsig2, V2, w2 = _graded_svd(s2, B2, window, margin, solver)
     skip = k_acc - k1
     logsig = np.concatenate([logsig_top[:k_acc], logsig2[skip:]])
-    V = np.concatenate([V_top[:, :k_acc], W @ V2[:, skip:]], axis=1)
+    if solver is _jacobi_svd_tall:
+        deep = W @ V2[:, skip:]
+    else:
+        deep = np.zeros((n, n - k_acc))
+        deep[k1:] = V2[:, skip:]
+        deep = _reflect(qr, tau, deep, "L")
+    V = np.concatenate([V_top[:, :k_acc], deep], axis=1)
     return logsig, V, 1 + w2
+
+
+def _svd_readout(kind, s: np.ndarray, B: np.ndarray, window: float, margin: float):
+    """(ln σ, V, #windows, solver) of diag(e^s) B by the Jacobi readout (``kind`` "jacobi") or
+    the divide-and-conquer one (``kind`` a (depth, margin) setting of its sub-windows).
+
+    The latter reads out each window by :func:`_dc_svd_tall`; a window it cannot deflate (a factor
+    too ill-conditioned for its margins) is read out by the Jacobi SVD instead ("dc+jacobi").
+    """
+    if kind == "jacobi":
+        return (*_graded_svd(s, B, window, margin), "jacobi")
+    fell_back = []
+
+    def solver(At):
+        try:
+            return _dc_svd_tall(At, *kind)
+        except np.linalg.LinAlgError as err:
+            fell_back.append(err)
+            return _jacobi_svd_tall(At)
+
+    logsig, V, windows = _graded_svd(s, B, window, margin, solver)
+    return logsig, V, windows, "dc+jacobi" if fell_back else "dc"
+
+
+def _orthogonality_loss(V: np.ndarray) -> float:
+    """max |VᵀV − I|."""
+    gram = V.T @ V
+    gram[np.diag_indices_from(gram)] -= 1.0
+    return float(np.abs(gram).max())
 
 
 class TangentMap:
@@ -395,14 +624,17 @@ class TangentMap:
     ) -> LyapunovReadout:
         """Finite-time Lyapunov exponents and vectors at the current t; does not change state.
 
-        ``method``: "auto" (Jacobi SVD, deflated when needed, Benettin fallback with a warning if
-        LAPACK fails) or "qr_diagonal". ``window``/``margin`` (nats) are exposed for tests.
-        Raises :class:`TangentPrecisionError` rather than return a non-finite or undetermined
-        exponent: when a fold lost precision (see the module docstring), when Y(t) is singular
-        to working precision, or when the SVD's ln σ do not add up to ln|det Y| = Σ ln|R_ii|.
+        ``method``: "auto" (the divide-and-conquer readout, redone by the Jacobi SVD with a warning
+        if its vectors are not orthonormal to ``_DC_ORTH`` or its ln σ fail the determinant
+        check; Benettin fallback with a warning if LAPACK fails), "jacobi" (the Jacobi SVD alone:
+        the reference, ~10x slower) or "qr_diagonal". ``window``/``margin`` (nats) are exposed
+        for tests. Raises :class:`TangentPrecisionError` rather than return a non-finite or
+        undetermined exponent: when a fold lost precision (see the module docstring), when Y(t)
+        is singular to working precision, or when the SVD's ln σ do not add up to
+        ln|det Y| = Σ ln|R_ii|.
         """
-        if method not in ("auto", "qr_diagonal"):
-            raise ValueError(f"method must be 'auto' or 'qr_diagonal', got {method!r}")
+        if method not in ("auto", "jacobi", "qr_diagonal"):
+            raise ValueError(f"method must be 'auto', 'jacobi' or 'qr_diagonal', got {method!r}")
         if self._t == 0:
             raise RuntimeError("no steps taken yet: exponents ln σ/t are undefined at t = 0")
         if not window > 2 * margin > 0:
@@ -435,24 +667,38 @@ class TangentMap:
         benettin = np.sort(log_diag)[::-1] / self._t
         finite = s[np.isfinite(s)]
         log_range = float(finite.max() - finite.min()) if finite.size else 0.0
-        vectors, windows, loss = None, 0, float("nan")
+        vectors, windows, loss, solver = None, 0, float("nan"), ""
         exps = benettin.copy()
         used = "qr_diagonal"
-        if method == "auto":
-            try:
-                Bn = B.to(device="cpu", dtype=torch.float64).numpy()
-                del B
-                logsig, vectors, windows = _graded_svd(s, Bn, window, margin)
-                exps = logsig / self._t
-                used = "svd" if windows <= 1 else "svd_deflated"
-                gram = vectors.T @ vectors
-                gram[np.diag_indices_from(gram)] -= 1.0
-                loss = float(np.abs(gram).max())
-                del gram
-            except np.linalg.LinAlgError as err:
-                warnings.warn(f"Jacobi SVD readout failed ({err}); using QR diagonal", stacklevel=2)
-            else:
-                self._check_svd(logsig, log_diag)
+        if method != "qr_diagonal":
+            Bn = B.to(device="cpu", dtype=torch.float64).numpy()
+            del B
+            kinds = (*_DC_SETTINGS, "jacobi") if method == "auto" else ("jacobi",)
+            for kind in kinds:
+                try:
+                    logsig, vectors, windows, solver = _svd_readout(kind, s, Bn, window, margin)
+                    loss = _orthogonality_loss(vectors)
+                    if kind != "jacobi" and not loss <= _DC_ORTH:
+                        raise np.linalg.LinAlgError(f"vectors orthonormal only to {loss:.1e}")
+                    self._check_svd(logsig, log_diag)
+                except (np.linalg.LinAlgError, TangentPrecisionError) as err:
+                    vectors, windows, loss, solver = None, 0, float("nan"), ""
+                    if kind == _DC_SETTINGS[-1]:
+                        warnings.warn(
+                            f"fast readout lost precision ({err}); redone by the Jacobi SVD",
+                            stacklevel=2,
+                        )
+                    if kind != "jacobi":
+                        continue
+                    if isinstance(err, TangentPrecisionError):
+                        raise
+                    warnings.warn(
+                        f"Jacobi SVD readout failed ({err}); using QR diagonal", stacklevel=2
+                    )
+                else:
+                    exps = logsig / self._t
+                    used = "svd" if windows <= 1 else "svd_deflated"
+                break
         out = LyapunovReadout(
             exponents=exps,
             vectors=vectors,
@@ -464,6 +710,7 @@ class TangentMap:
             orthogonality_loss=loss,
             log_growth_since_reorth=self._growth,
             fold_log_cond=fold_log_cond,
+            solver=solver,
         )
         self._cache = (key, out)
         return out
