@@ -46,10 +46,10 @@ The SVD of a window (``LyapunovReadout.solver``):
   (``dgejsv``), relatively accurate in every singular value, however small, as long as B is well
   conditioned (checked: see above); but level-1 BLAS, ≈ 15 min at the MLP's N = 5350.
 * ``"dc"`` (the default): LAPACK's divide-and-conquer SVD (``gesdd``) resolves values only to
-  ~ε·σ_max, i.e. relatively within ~16 nats of the largest. So the window's factor is first
+  ~ε·σ_max, relatively only within ~15-20 nats of the largest. So the window's factor is first
   preconditioned by two QR factorizations (columns sorted by norm), after which its rows are
   nearly orthogonal wherever their scales differ (cosines fall like e^{-2Δs}: the preconditioning
-  of Drmač's Jacobi SVD, ``dgejsv``), and it is read out in sub-windows of rows at most ~16 nats
+  of Drmač's Jacobi SVD, ``dgejsv``), and it is read out in sub-windows of rows at most ~20 nats
   deep, one ``gesdd`` each, deflated exactly like the windows above with a margin
   (``_DC_SETTINGS``). A dense bulk of similar exponents costs one ``gesdd``. Values agree with the
   Jacobi SVD to ~1e-13 nats and subspaces to ~1e-10 in the tests. A readout whose vectors come
@@ -89,12 +89,13 @@ _LN2 = math.log(2.0)
 # Divide-and-conquer readout (see the module docstring): (depth, margin) of the sub-windows, in
 # nats, tried in turn. gesdd's error is ~ε·σ_max absolute, i.e. ≲ 1e-9 relative within ``depth``
 # of a window's top on the preconditioned factor (trials: values stay exact to ~25 nats, vectors
-# degrade from ~20). ``margin`` is kept between accepted values and rows left out below, and
+# to ~1e-10 at 20). ``margin`` is kept between accepted values and rows left out below, and
 # between deflated rows and the values accepted after them; on a preconditioned factor with a
 # well-conditioned B the coupling across it is ~e^-2·margin on top of the margin itself (trials:
 # 6 keeps 1e-10, 3 loses 1e-6 in the vectors). A B with κ ~ 1e9 (a nearly singular step) couples
-# more and needs the second, wider setting.
-_DC_SETTINGS = ((16.0, 6.0), (24.0, 10.0))
+# more and needs the second, wider setting. A dense bulk wider than depth - 2 margin is solved
+# in depth / (depth - 2 margin) overlapping sub-windows.
+_DC_SETTINGS = ((20.0, 6.0), (24.0, 10.0))
 # Column log-norm range up to which a direct solve is tried first (nearly isometric maps, e.g.
 # early in training): by the Gram matrix's eigendecomposition if the values span at most
 # _DC_GRAM nats (it loses ≲ κ² ε ≤ e^{2·_DC_GRAM} ε, and costs half a gesdd), else one gesdd.
@@ -464,10 +465,11 @@ def _svd_readout(kind, s: np.ndarray, B: np.ndarray, window: float, margin: floa
 
 
 def _orthogonality_loss(V: np.ndarray) -> float:
-    """max |VᵀV − I|."""
-    gram = V.T @ V
-    gram[np.diag_indices_from(gram)] -= 1.0
-    return float(np.abs(gram).max())
+    """max |VᵀV − I| (through torch, on the job's threads)."""
+    Vt = torch.from_numpy(V)
+    gram = Vt.T @ Vt
+    gram.diagonal().sub_(1.0)
+    return float(gram.abs().max())
 
 
 class TangentMap:
