@@ -328,6 +328,19 @@ def _finite(t: Tensor) -> bool:
     return bool(torch.isfinite(t.sum()))
 
 
+def _accept(
+    what: str, residual: float, residual_tol: float, probe: float, probe_tol: float, diag: dict
+) -> None:
+    """Raise :class:`LowRankCheckError` unless both acceptance checks pass (NaN fails)."""
+    failures = []
+    if not residual <= residual_tol:
+        failures.append(f"residual {residual:.3g} > {residual_tol:.3g}")
+    if not probe <= probe_tol:
+        failures.append(f"probe ratio {probe:.3g} > {probe_tol:.3g}")
+    if failures:
+        raise LowRankCheckError(f"{what} failed: " + "; ".join(failures), diag)
+
+
 def _lowrank(
     loss_fn: LossFn,
     theta: Tensor,
@@ -416,13 +429,7 @@ def _lowrank(
         "null_ritz": k - rank,
         "seconds": time.perf_counter() - t0,
     }
-    failures = []
-    if not residual <= residual_tol:
-        failures.append(f"residual {residual:.3g} > {residual_tol:.3g}")
-    if not probe_ratio <= probe_tol:
-        failures.append(f"probe ratio {probe_ratio:.3g} > {probe_tol:.3g}")
-    if failures:
-        raise LowRankCheckError("low-rank check failed: " + "; ".join(failures), diagnostics)
+    _accept("low-rank check", residual, residual_tol, probe_ratio, probe_tol, diagnostics)
     return Eigenpairs(values.to(torch.float64), vectors, rank, "lowrank", null_tol, diagnostics)
 
 
@@ -488,15 +495,14 @@ def _on_basis(
         "null_ritz": d - int(keep.sum()),
         "seconds": time.perf_counter() - t0,
     }
-    failures = []
-    if not residual <= residual_tol:
-        failures.append(f"residual {residual:.3g} > {residual_tol:.3g}")
-    if not probe_ratio <= probe_tol:
-        failures.append(f"probe ratio {probe_ratio:.3g} > {probe_tol:.3g}")
-    if failures:
-        raise LowRankCheckError(
-            "low-rank check on the range basis failed: " + "; ".join(failures), diagnostics
-        )
+    _accept(
+        "low-rank check on the range basis",
+        residual,
+        residual_tol,
+        probe_ratio,
+        probe_tol,
+        diagnostics,
+    )
     rank = int(keep.sum())
     return Eigenpairs(ritz[keep].to(torch.float64), vectors, rank, "lowrank", null_tol, diagnostics)
 
