@@ -320,46 +320,157 @@ def test_only_the_mlp_has_a_range_basis():
     assert models.hessian_range_basis(models.build_model("mlp"), x, y).dim == 390
 
 
-# -- the ReLU networks' linear block -------------------------------------------------------------
+# -- the layers: forming the dense Hessian by layers, decomposing it on their row ranges --------
 
 
-@pytest.mark.parametrize("arch, steps", [("cnn", 0), ("cnn", 200), ("mlp", 50)])
-def test_linear_block_forms_the_same_dense_hessian(arch, steps):
-    """The dense Hessian from the rows outside the largest layer plus that layer's
-    Gauss-Newton block is the full one: same eigenvalues, same projected gradients."""
-    model = _trained(arch, "relu", hidden=6, steps=steps)
+def _layered(arch, activation, steps):
+    model = _trained(arch, activation, hidden=6, steps=steps)
     x, y = _data(8, seed=9)
     loss_fn = models.make_loss_fn(model, x, y)
-    theta = models.flat_params(model).double()
-    block = models.hessian_linear_block(model, x, y)
+    return model, x, y, loss_fn, models.flat_params(model).double()
+
+
+@pytest.mark.parametrize(
+    "arch, activation, steps",
+    [("cnn", "relu", 0), ("cnn", "relu", 200), ("mlp", "relu", 50), ("cnn", "sigmoid", 50)],
+)
+def test_the_hessian_formed_by_layers_is_the_full_one(arch, activation, steps):
+    """Each layer's columns from the loss of the layers from it on (plus, in a ReLU network, the
+    largest layer's Gauss-Newton block): the same matrix entry by entry, fewer products."""
+    model, x, y, loss_fn, theta = _layered(arch, activation, steps)
+    layers = models.hessian_layer_blocks(model, x, y)
     sizes = [sum(p.numel() for p in m.parameters()) for m in model.children()]
-    assert block.stop - block.start == max(sizes)
-    full = hessian_eigenpairs(loss_fn, theta, "dense")
-    fast = hessian_eigenpairs(loss_fn, theta, "dense", linear_block=block)
-    assert fast.diagnostics["formed"] == "block"
-    assert fast.diagnostics["hvps"] == theta.numel() - max(sizes) + 2
-    scale = float(full.values.abs().max())
-    assert float((full.values - fast.values).abs().max()) <= 1e-13 * scale
+    sizes = [s for s in sizes if s]
+    assert list(layers.bounds) == [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    n = theta.numel()
+    full = curvature.dense_hessian(loss_fn, theta)
+    h, hvps = curvature._dense_by_layers(loss_fn, theta, layers, None, check=2)
+    assert float((h - full).abs().max()) <= 1e-13 * float(full.abs().max())
+    if activation == "relu":
+        assert layers.linear == sizes.index(max(sizes))
+        assert hvps == n - max(sizes) + 2
+    else:
+        assert layers.linear is None and hvps == n + 2
+    ref = hessian_eigenpairs(loss_fn, theta, "dense")
+    fast = hessian_eigenpairs(loss_fn, theta, "dense", layer_blocks=layers)
+    assert fast.diagnostics["formed"] == "by layers"
+    assert fast.vectors.shape == (n, n)  # ``dense`` still gives all N pairs
+    scale = float(ref.values.abs().max())
+    assert float((ref.values - fast.values).abs().max()) <= 1e-13 * scale
+
+
+@pytest.mark.parametrize(
+    "arch, activation, steps", [("cnn", "relu", 0), ("cnn", "relu", 200), ("cnn", "sigmoid", 50)]
+)
+def test_auto_decomposes_on_the_layers_row_ranges_exactly(arch, activation, steps):
+    """``auto`` with the layers: the nonzero eigenpairs of the dense reference (eigenvalues to
+    1e-13 of max|λ|, every CGD projection to 1e-10) from a Rayleigh-Ritz on the layers' row
+    ranges, whose dimension is the rank here, not N."""
+    model, x, y, loss_fn, theta = _layered(arch, activation, steps)
+    ref = hessian_eigenpairs(loss_fn, theta, "dense")
+    gen = torch.Generator().manual_seed(0)
+    res = hessian_eigenpairs(
+        loss_fn, theta, "auto", generator=gen, **models.hessian_structure(model, x, y)
+    )
+    assert res.method == "dense" and res.diagnostics["decomposed"] == "by layer ranges"
+    assert res.rank == ref.rank < theta.numel() and res.values.numel() == ref.rank
+    assert res.diagnostics["basis_size"] < 0.8 * theta.numel()
+    scale = float(ref.values.abs().max())
+    assert float((ref.nonzero().values - res.values).abs().max()) <= 1e-13 * scale
+    assert res.diagnostics["residual"] <= 1e-10 and res.diagnostics["probe_ratio"] <= 1e-10
     g = grad(loss_fn)(theta)
     for prune_set in cgd.PRUNE_SETS:
-        a = cgd.project_gradient(g, full.values, full.vectors, LR, prune_set)
-        b = cgd.project_gradient(g, fast.values, fast.vectors, LR, prune_set)
+        a = cgd.project_gradient(g, ref.values, ref.vectors, LR, prune_set)
+        b = cgd.project_gradient(g, res.values, res.vectors, LR, prune_set)
         assert _rel(a, b, g) <= 1e-10, prune_set
 
 
-def test_a_wrong_linear_block_is_caught_and_the_hessian_formed_in_full():
-    """A sigmoid has curvature of its own: no linear block is offered, and one forced on it
-    fails its check, so the Hessian is formed in full."""
+def test_a_layer_range_that_misses_a_direction_falls_back_to_the_full_eigh(monkeypatch):
+    """The row-range basis is checked like every low-rank result: one direction taken out of
+    the largest layer's range fails the probe check, and the same matrix is decomposed in full."""
+    model, x, y, loss_fn, theta = _layered("cnn", "relu", 200)
+    structure = models.hessian_structure(model, x, y)
+    ok = hessian_eigenpairs(loss_fn, theta, "auto", **structure)
+    assert ok.diagnostics["decomposed"] == "by layer ranges"
+    exact = curvature._layer_range_basis
+
+    def short(h, bounds, *args):
+        basis = exact(h, bounds, *args)
+        blocks = list(basis.blocks)
+        i = max(range(len(blocks)), key=lambda j: blocks[j][2])
+        start, rows, cols, q = blocks[i]
+        assert q is not None and q.shape[1] > 1
+        blocks[i] = (start, rows, cols, q[:, 1:])
+        plain = curvature.BlockBasis(basis.n, tuple(blocks))
+        return curvature.BlockBasis(
+            basis.n, plain.blocks, lambda t: plain.project(plain.project(h).T)
+        )
+
+    monkeypatch.setattr(curvature, "_layer_range_basis", short)
+    res = hessian_eigenpairs(loss_fn, theta, "auto", **structure)
+    assert res.diagnostics["decomposed"].startswith("full (low-rank check on the range basis")
+    assert res.vectors.shape == (theta.numel(), theta.numel())
+    scale = float(ok.values.abs().max())
+    assert float((res.nonzero().values - ok.values).abs().max()) <= 1e-13 * scale
+
+
+def test_layer_blocks_reject_bad_bounds_and_name_the_problem():
+    with pytest.raises(ValueError, match="rise strictly"):
+        curvature.LayerBlocks((0, 5, 5), lambda t, i: None)
+    with pytest.raises(ValueError, match="both"):
+        curvature.LayerBlocks((0, 5), lambda t, i: None, linear=0)
+    with pytest.raises(ValueError, match="outside"):
+        curvature.LayerBlocks((0, 5), lambda t, i: None, 1, lambda t: t)
+    model, x, y, loss_fn, theta = _layered("cnn", "relu", 0)
+    layers = models.hessian_layer_blocks(model, x, y)
+    with pytest.raises(ValueError, match="cover 1158 parameters, theta has 1157"):
+        curvature._dense_by_layers(loss_fn, theta[:-1], layers, None, 2)
+
+
+def test_layers_of_a_named_sequential_and_of_a_model_without_them():
+    named = torch.nn.Sequential(
+        __import__("collections").OrderedDict(
+            [
+                ("flat", torch.nn.Flatten()),
+                ("fc1", torch.nn.Linear(256, 7)),
+                ("act", torch.nn.ReLU()),
+                ("fc2", torch.nn.Linear(7, 10)),
+            ]
+        )
+    ).double()
+    x, y = _data(8, seed=2)
+    loss_fn = models.make_loss_fn(named, x, y)
+    theta = models.flat_params(named)
+    layers = models.hessian_layer_blocks(named, x, y)
+    assert layers.bounds == (0, 256 * 7 + 7, 256 * 7 + 7 + 80) and layers.linear == 0
+    h, _ = curvature._dense_by_layers(loss_fn, theta, layers, None, 2)
+    full = curvature.dense_hessian(loss_fn, theta)
+    assert float((h - full).abs().max()) <= 1e-13 * float(full.abs().max())
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = named
+
+        def forward(self, x):
+            return self.inner(x)
+
+    assert models.hessian_layer_blocks(Wrapped(), x, y) is None
+
+
+def test_a_wrong_gauss_newton_layer_is_caught_and_the_hessian_formed_in_full():
+    """A sigmoid has curvature of its own: its layers come without a Gauss-Newton layer, and a
+    ReLU network's layers forced on it fail their check, so the Hessian is formed in full."""
     x, y = _data(8, seed=9)
     torch.manual_seed(0)
     sigmoid = models.build_model("cnn", "sigmoid")
-    assert models.hessian_linear_block(sigmoid, x, y) is None
+    assert models.hessian_layer_blocks(sigmoid, x, y).linear is None
     torch.manual_seed(0)
     relu = models.build_model("cnn", "relu")
-    forced = models.hessian_linear_block(relu, x, y)
+    forced = models.hessian_layer_blocks(relu, x, y)
     loss_fn = models.make_loss_fn(sigmoid, x, y)
     theta = models.flat_params(sigmoid).double()
-    res = hessian_eigenpairs(loss_fn, theta, "dense", linear_block=forced)
-    assert res.diagnostics["formed"] == "full (the linear-block check failed)"
+    res = hessian_eigenpairs(loss_fn, theta, "dense", layer_blocks=forced)
+    assert res.diagnostics["formed"] == "full (the layer-block check failed)"
     ref = hessian_eigenpairs(loss_fn, theta, "dense")
     assert torch.equal(res.values, ref.values)

@@ -6,7 +6,7 @@ by side, on identical inputs (the same θ, batches, eigenpairs, initial ensemble
 1. **curvature**: the Hessian eigenpairs as training computes them (``method="auto"``, the
    previous step's rank as hint, :func:`chaosgd.models.hessian_structure` built inside the call):
    the MLP's on its range basis (N = 5350 at batch 8) and the CNN's exact dense ones with its
-   linear block (N = 1158), on a few batches along a short SGD trajectory;
+   layers (N = 1158), on a few batches along a short SGD trajectory;
 2. **tangent**: :meth:`TangentMap.step_sgd` at the MLP's size with the MLP eigenpairs of part 1,
    one re-orthonormalization, and one exact readout (its Jacobi SVD runs on the CPU on either
    side, as in the lyapunov stage) of a smaller MLP's map, reported also scaled by N³ to

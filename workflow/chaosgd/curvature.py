@@ -26,8 +26,16 @@ restricted to it are all that is needed. They are found without forming H:
    paper's models and must stay below ``rtol``.
 
 ``method="auto"`` uses the low-rank method while the sketch stays below
-``max_rank_fraction``·N (beyond it, dense is cheaper: the CNN's rank is about N/2), and falls back
-to dense whenever a check fails; ``diagnostics["fallback"]`` says why.
+``max_rank_fraction``·N (beyond it, dense is cheaper), and falls back to dense whenever a check
+fails; ``diagnostics["fallback"]`` says why. Given a model's structure it does better:
+
+* the MLP's *range basis* (:class:`BlockBasis`): Rayleigh-Ritz on d ≈ 390 known directions, no
+  sketch (the first layer's rows move only within the span of the batch's inputs);
+* a sequential model's *layers* (:class:`LayerBlocks`, the CNN, whose rank is ≈ N/2): the dense
+  Hessian formed layer by layer, each layer's columns from the loss of the layers from it on
+  (a ReLU network's largest layer from its Gauss-Newton part), then a Rayleigh-Ritz on the
+  direct sum of the layers' row ranges (each from a small sketch of the explicit matrix),
+  checked like the low-rank result, instead of the N×N eigh.
 
 Null tolerance (shared by both methods)
 ---------------------------------------
@@ -43,10 +51,11 @@ low-rank result could misrepresent is below what the rule calls zero.
 
 Performance notes
 -----------------
-For the MLP (batch 8) one low-rank call costs ~530 Hessian-vector products (≈ 2 vmapped batches
-of rank + 30), one Householder QR of a 5350×~280 matrix and a ~280×280 eigh: ~0.1 s on one CPU
-core against ~25 s for the dense Hessian's eigh. The CNN's rank is ≈ N/2, so ``auto`` uses dense
-there. On a shared CPU, multi-threaded LAPACK calls with OpenMP's default spin-waiting slow down
+For the MLP (batch 8) the range basis costs one ~390×390 reduced Hessian and eigh: ~0.03 s on one
+CPU core against ~40-70 s for the dense Hessian's eigh (the generic sketch: ~0.1-0.2 s). For the
+CNN (N = 1158, rank ≈ 600) the layers cut the dense path's 1158 Hessian-vector products through
+the whole network and its 1158×1158 eigh to 574 mostly short ones and a ~600×600 eigh: ~4×
+(``python -m chaosgd.bench curvature``). On a shared CPU, multi-threaded LAPACK calls with OpenMP's default spin-waiting slow down
 by up to 10× under contention: run such jobs single-threaded or with ``OMP_WAIT_POLICY=PASSIVE``.
 """
 
@@ -65,7 +74,7 @@ from chaosgd.vocab import CURVATURE_METHODS
 
 __all__ = [
     "BlockBasis",
-    "LinearBlock",
+    "LayerBlocks",
     "Eigenpairs",
     "LowRankCheckError",
     "default_rtol",
@@ -187,20 +196,42 @@ class BlockBasis:
 
 
 @dataclass(frozen=True)
-class LinearBlock:
-    """A block ``[start, stop)`` of θ in which the model's logits are (piecewise) linear.
+class LayerBlocks:
+    """The flat θ of a sequential model cut into its layers (forward order), for forming and
+    decomposing its dense Hessian with less work than N Hessian-vector products and an N×N eigh.
 
-    In a network of linear layers, convolutions, ReLUs and max-pools the logits are linear in
-    each layer's own weights and bias (the activation pattern and the pooling choices fixed),
-    so the loss Hessian's diagonal block of one layer is its Gauss-Newton part J_Uᵀ A J_U, with
-    J_U the logits' Jacobian in the block and A the cross-entropy's Hessian in the logits. The
-    dense Hessian then needs Hessian-vector products only for the parameters outside the block:
-    its rows there give every other block by symmetry. ``gauss_newton`` maps θ to J_Uᵀ A J_U.
+    *Forming.* A tangent in layer b moves nothing before layer b, and only the rows of the
+    layers from b on are needed (the others follow by symmetry): the Hessian's columns of layer b
+    are Hessian-vector products of ``tail_loss(θ, b)``, the loss as a function of the parameters
+    of layers b, b+1, … with the earlier ones held fixed, whose forward pass before layer b carries
+    no tangents and whose backward pass stops at layer b. For the paper's CNN the expensive
+    16×16 and 8×8 convolutions then see 188 of the 1158 tangents.
+
+    *Linear layer.* In a network of linear layers, convolutions, ReLUs and max-pools the logits
+    are linear in each layer's own parameters (the activation pattern and the pooling choices
+    fixed), so the diagonal block of one layer ``linear`` is its Gauss-Newton part J_Uᵀ A J_U
+    (``gauss_newton``: θ ↦ that block); its columns are then needed only for the rows of the
+    later layers, which the later layers' columns give by symmetry (layers after ``linear``
+    compute their rows from ``linear`` on).
+
+    *Decomposing.* range(H) lies in the direct sum of the layers' row ranges P_l·range(H),
+    whatever the model; the paper's CNN has rank ≈ N/2 and these ranges add up to the rank
+    exactly, so a Rayleigh-Ritz on a basis of each layer's row range replaces the N×N eigh.
     """
 
-    start: int
-    stop: int
-    gauss_newton: Callable[[Tensor], Tensor]
+    bounds: tuple[int, ...]  # layer l holds θ[bounds[l]:bounds[l + 1]]; bounds[-1] = N
+    tail_loss: Callable[[Tensor, int], LossFn]
+    linear: int | None = None
+    gauss_newton: Callable[[Tensor], Tensor] | None = None
+
+    def __post_init__(self):
+        b = self.bounds
+        if len(b) < 2 or b[0] != 0 or any(lo >= hi for lo, hi in zip(b, b[1:])):
+            raise ValueError(f"layer bounds must rise strictly from 0, got {b}")
+        if (self.linear is None) != (self.gauss_newton is None):
+            raise ValueError("a Gauss-Newton layer needs both `linear` and `gauss_newton`")
+        if self.linear is not None and not 0 <= self.linear < len(b) - 1:
+            raise ValueError(f"linear layer {self.linear} outside the {len(b) - 1} layers")
 
 
 def default_rtol(dtype: torch.dtype) -> float:
@@ -257,32 +288,71 @@ def _gaussian(rows: int, n: int, theta: Tensor, generator: torch.Generator | Non
     return omega.to(device=theta.device, dtype=theta.dtype)
 
 
-def _dense_with_block(
-    loss_fn: LossFn, theta: Tensor, block: LinearBlock, chunk_size: int | None, check: int
-) -> Tensor | None:
-    """The dense Hessian from the rows outside ``block`` and its Gauss-Newton diagonal block;
-    ``None`` when ``check`` random products of loss_fn's with vectors inside the block disagree
-    (the premise does not hold for this model)."""
+def _dense_by_layers(
+    loss_fn: LossFn, theta: Tensor, layers: LayerBlocks, chunk_size: int | None, check: int
+) -> tuple[Tensor | None, int]:
+    """The dense Hessian formed layer by layer (:class:`LayerBlocks`) and the number of
+    Hessian-vector products it took; ``None`` when ``check`` random products of ``loss_fn``
+    disagree with it (the layers or the Gauss-Newton premise do not describe this model)."""
     n = theta.numel()
-    outside = torch.ones(n, dtype=torch.bool, device=theta.device)
-    outside[block.start : block.stop] = False
-    rows_idx = torch.nonzero(outside).flatten()
-    eye = torch.eye(n, dtype=theta.dtype, device=theta.device)
-    hvp = make_hvp(loss_fn, theta, chunk_size=chunk_size)
-    probes = torch.zeros(check, n, dtype=theta.dtype, device=theta.device)
+    if layers.bounds[-1] != n:
+        raise ValueError(f"the layer blocks cover {layers.bounds[-1]} parameters, theta has {n}")
+    h = torch.empty(n, n, dtype=theta.dtype, device=theta.device)
+    hvps = 0
+    for b, (lo, hi) in enumerate(zip(layers.bounds, layers.bounds[1:])):
+        if b == layers.linear:
+            h[lo:hi, lo:hi] = layers.gauss_newton(theta).to(h.dtype)
+            continue
+        first = b if layers.linear is None else min(b, layers.linear)
+        start = layers.bounds[first]
+        tail = theta[start:]
+        tangents = torch.zeros(hi - lo, n - start, dtype=theta.dtype, device=theta.device)
+        tangents[:, lo - start : hi - start] = torch.eye(hi - lo, dtype=theta.dtype)
+        rows = make_hvp(layers.tail_loss(theta, first), tail, chunk_size)(tangents)
+        h[lo:hi, start:] = rows
+        h[start:, lo:hi] = rows.T
+        hvps += hi - lo
     # a fixed stream: the check must not draw from (and so change) the global random state
     gen = torch.Generator(device=theta.device).manual_seed(0)
-    probes[:, block.start : block.stop] = _gaussian(check, block.stop - block.start, theta, gen)
-    out = hvp(torch.cat([eye[rows_idx], probes]))
-    rows, hp = out[: rows_idx.numel()], out[rows_idx.numel() :]
-    h = torch.empty(n, n, dtype=theta.dtype, device=theta.device)
-    h[rows_idx] = rows
-    h[:, rows_idx] = rows.T
-    h[block.start : block.stop, block.start : block.stop] = block.gauss_newton(theta).to(h.dtype)
+    probes = _gaussian(check, n, theta, gen)
+    hp = make_hvp(loss_fn, theta)(probes)
     scale = float(h.abs().max()) or 1.0
-    if float((hp - probes @ h).abs().max()) > 1e-12 * scale * max(1.0, math.sqrt(n)):
-        return None
-    return h
+    if not float((hp - probes @ h).abs().max()) <= 1e-12 * scale * max(1.0, math.sqrt(n)):
+        return None, hvps + check
+    return h, hvps + check
+
+
+def _layer_range_basis(
+    h: Tensor, bounds: tuple[int, ...], rtol: float, generator, min_null: int
+) -> BlockBasis:
+    """A :class:`BlockBasis` of the layers' row ranges of the explicit Hessian ``h``: for each
+    layer a sketch H_l Ω (growing until it shows ``min_null`` null directions) and its left
+    singular vectors above round-off; a layer whose sketch never becomes rank deficient keeps
+    all its coordinates. SᵀHS comes from ``h`` block by block."""
+    n = h.shape[0]
+    # keep directions down to 1e-3 of the null rule (or round-off): genuine eigenvalues just
+    # above ``null_tol`` must not be cut; the Rayleigh-Ritz step sorts the rest out
+    eps = torch.finfo(h.dtype).eps
+    cut = max(1e-3 * rtol, 30 * eps)
+    blocks = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        size, k = hi - lo, min(hi - lo, 64)
+        y = h.new_empty(size, 0)
+        while True:
+            y = torch.cat([y, h[lo:hi] @ _gaussian(k - y.shape[1], n, h, generator).T], dim=1)
+            u, sv, _ = torch.linalg.svd(y, full_matrices=False)
+            smax = float(sv[0]) if sv.numel() else 0.0
+            kept = int((sv > cut * smax).sum()) if smax > 0 else 0
+            if kept <= k - min_null:
+                if kept:
+                    blocks.append((lo, 1, size, u[:, :kept]))
+                break
+            if k >= size:
+                blocks.append((lo, 1, size, None))
+                break
+            k = min(size, 2 * k)
+    plain = BlockBasis(n, tuple(blocks))
+    return BlockBasis(n, plain.blocks, lambda theta: plain.project(plain.project(h).T))
 
 
 def _dense(
@@ -290,14 +360,18 @@ def _dense(
     theta: Tensor,
     rtol: float,
     chunk_size: int | None,
-    linear_block: LinearBlock | None = None,
+    layers: LayerBlocks | None = None,
+    restrict: dict | None = None,
 ) -> Eigenpairs:
+    """The exact dense Hessian (by layers when ``layers`` is given, checked) and its eigenpairs:
+    all N from one eigh, or with ``restrict`` (the acceptance-check settings) and ``layers``
+    only the nonzero ones, by Rayleigh-Ritz on the layers' row ranges; a failed check there
+    falls back to the full eigh of the same matrix (``diagnostics["decomposed"]`` says why)."""
     t0 = time.perf_counter()
     h, hvps, formed = None, 0, "full"
-    if linear_block is not None:
-        h = _dense_with_block(loss_fn, theta, linear_block, chunk_size, check=2)
-        hvps = theta.numel() - (linear_block.stop - linear_block.start) + 2
-        formed = "block" if h is not None else "full (the linear-block check failed)"
+    if layers is not None:
+        h, hvps = _dense_by_layers(loss_fn, theta, layers, chunk_size, check=2)
+        formed = "by layers" if h is not None else "full (the layer-block check failed)"
     if h is None:
         h = dense_hessian(loss_fn, theta, chunk_size=chunk_size)
         hvps += theta.numel()
@@ -306,15 +380,34 @@ def _dense(
     scale = float(h.abs().max())
     asym = float((h - h.T).abs().max()) / scale if scale > 0 else 0.0
     h = 0.5 * (h + h.T)
+    diagnostics = {"asymmetry": asym, "hvps": hvps, "formed": formed, "decomposed": "full"}
+    if restrict is not None and layers is not None:
+        try:
+            basis = _layer_range_basis(
+                h, layers.bounds, rtol, restrict["generator"], restrict["min_null"]
+            )
+            result = _on_basis(
+                lambda v: v @ h,
+                theta,
+                basis,
+                rtol,
+                restrict["generator"],
+                restrict["n_probes"],
+                restrict["residual_tol"],
+                restrict["probe_tol"],
+            )
+        except LowRankCheckError as exc:
+            diagnostics["decomposed"] = f"full ({exc})"
+        else:
+            diagnostics.update(result.diagnostics, decomposed="by layer ranges")
+            diagnostics["seconds"] = time.perf_counter() - t0
+            return Eigenpairs(
+                result.values, result.vectors, result.rank, "dense", result.null_tol, diagnostics
+            )
     values, vectors = torch.linalg.eigh(h)
     null_tol = null_tolerance(values, rtol)
     rank = int((values.abs() > null_tol).sum())
-    diagnostics = {
-        "asymmetry": asym,
-        "hvps": hvps,
-        "formed": formed,
-        "seconds": time.perf_counter() - t0,
-    }
+    diagnostics["seconds"] = time.perf_counter() - t0
     return Eigenpairs(values.to(torch.float64), vectors, rank, "dense", null_tol, diagnostics)
 
 
@@ -434,7 +527,7 @@ def _lowrank(
 
 
 def _on_basis(
-    loss_fn: LossFn,
+    hvp: Callable[[Tensor], Tensor],
     theta: Tensor,
     basis: BlockBasis,
     rtol: float,
@@ -451,7 +544,6 @@ def _on_basis(
     n, d = theta.numel(), basis.dim
     if basis.n != n:
         raise ValueError(f"the range basis is for {basis.n} parameters, theta has {n}")
-    hvp = make_hvp(loss_fn, theta)
     probes = torch.empty(0, n, dtype=theta.dtype, device=theta.device)
     if n_probes and d < n:
         raw = _gaussian(n_probes, n, theta, generator)
@@ -524,15 +616,18 @@ def hessian_eigenpairs(
     probe_tol: float | None = None,
     chunk_size: int | None = 512,
     range_basis: BlockBasis | None = None,
-    linear_block: LinearBlock | None = None,
+    layer_blocks: LayerBlocks | None = None,
 ) -> Eigenpairs:
     """Eigenpairs of the Hessian of ``loss_fn`` (flat 1-D θ ↦ scalar) at ``theta``.
 
     Args:
         method: ``"dense"`` (exact Hessian + ``torch.linalg.eigh``; all N pairs), ``"lowrank"``
             (matrix-free, exact; pairs with |λ| > ``null_tol`` only; raises
-            :class:`LowRankCheckError` if its checks fail) or ``"auto"`` (low-rank while the
-            sketch stays ≤ ``max_rank_fraction``·N and its checks pass, dense otherwise).
+            :class:`LowRankCheckError` if its checks fail) or ``"auto"``: Rayleigh-Ritz on
+            ``range_basis`` where there is one; else with ``layer_blocks`` the dense Hessian
+            formed by layers and decomposed on its layers' row ranges (nonzero pairs only);
+            else low-rank while the sketch stays ≤ ``max_rank_fraction``·N and its checks pass;
+            dense otherwise.
         dtype: computation dtype (θ is cast; float64 by default; ``None`` keeps θ's dtype).
         generator: source of the sketch's randomness; pass a seeded one for bit-identical runs
             (``None`` draws from the global RNG of θ's device).
@@ -549,10 +644,11 @@ def hessian_eigenpairs(
             :func:`chaosgd.models.hessian_range_basis`): ``lowrank`` and ``auto`` then do
             Rayleigh-Ritz on it instead of sketching, with the same acceptance checks (``auto``
             falls back to dense if they fail); ignored by ``dense``.
-        linear_block: a parameter block in which the logits are piecewise linear (e.g.
-            :func:`chaosgd.models.hessian_structure` for ReLU networks): the dense Hessian is
-            then formed with Hessian-vector products outside it only, checked by two random
-            products inside it (the full formation otherwise).
+        layer_blocks: the model's layers (:class:`LayerBlocks`, e.g. from
+            :func:`chaosgd.models.hessian_structure`): the dense Hessian is then formed layer by
+            layer (fewer and cheaper Hessian-vector products), checked by two random products
+            of ``loss_fn`` (the full formation otherwise); ``dense`` still decomposes it in
+            full, ``auto`` on the layers' row ranges, checked like the low-rank paths.
 
     The result lives on θ's device; eigenvalues are float64.
     """
@@ -572,8 +668,9 @@ def hessian_eigenpairs(
     if residual_tol is None:
         residual_tol = rtol
     n = theta.numel()
+    layers = layer_blocks
     if method == "dense":
-        return _dense(loss_fn, theta, rtol, chunk_size, linear_block)
+        return _dense(loss_fn, theta, rtol, chunk_size, layers)
     kwargs = dict(
         rtol=rtol,
         generator=generator,
@@ -584,16 +681,21 @@ def hessian_eigenpairs(
         residual_tol=float(residual_tol),
         probe_tol=float(probe_tol),
     )
+    restrict = {k: kwargs[k] for k in ("generator", "min_null", "n_probes")}
+    restrict.update(residual_tol=float(residual_tol), probe_tol=float(probe_tol))
     if range_basis is not None:
         args = (rtol, generator, int(n_probes), float(residual_tol), float(probe_tol))
+        hvp = make_hvp(loss_fn, theta)
         if method == "lowrank":
-            return _on_basis(loss_fn, theta, range_basis, *args)
+            return _on_basis(hvp, theta, range_basis, *args)
         try:
-            return _on_basis(loss_fn, theta, range_basis, *args)
+            return _on_basis(hvp, theta, range_basis, *args)
         except LowRankCheckError as exc:
-            result = _dense(loss_fn, theta, rtol, chunk_size, linear_block)
+            result = _dense(loss_fn, theta, rtol, chunk_size, layers, restrict)
             result.diagnostics["fallback"] = str(exc)
             return result
+    if method == "auto" and layers is not None:
+        return _dense(loss_fn, theta, rtol, chunk_size, layers, restrict)
     if method == "lowrank":
         try:
             return _lowrank(loss_fn, theta, max_sketch=n, **kwargs)
@@ -607,6 +709,6 @@ def hessian_eigenpairs(
         reason = f"rank above crossover: {exc}"
     except LowRankCheckError as exc:
         reason = str(exc)
-    result = _dense(loss_fn, theta, rtol, chunk_size, linear_block)
+    result = _dense(loss_fn, theta, rtol, chunk_size, layers, restrict)
     result.diagnostics["fallback"] = reason
     return result

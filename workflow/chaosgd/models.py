@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from chaosgd.curvature import BlockBasis, LinearBlock, dense_hessian
+from chaosgd.curvature import BlockBasis, LayerBlocks, dense_hessian
 from chaosgd.vocab import ACTIVATIONS, ARCHITECTURES
 
 __all__ = [
@@ -242,50 +242,76 @@ def hessian_range_basis(model: nn.Module, x: Tensor, y: Tensor | None = None, rt
 _PIECEWISE_LINEAR = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
 
-def hessian_linear_block(model: nn.Module, x: Tensor, y: Tensor):
-    """A :class:`chaosgd.curvature.LinearBlock` (the largest layer's weight and bias) for a
-    network of linear layers, convolutions, ReLUs and max-pools (the paper's ReLU CNN and MLP),
-    or ``None`` for any other (a sigmoid has curvature of its own).
+def hessian_layer_blocks(model: nn.Module, x: Tensor, y: Tensor) -> LayerBlocks | None:
+    """The :class:`chaosgd.curvature.LayerBlocks` of a sequential ``model`` on the batch
+    ``(x, y)`` (mean cross-entropy, as :func:`make_loss_fn`), or ``None`` when its parameters
+    are not its children's own, in order.
 
-    In such a network the logits are linear in each layer's own parameters for a fixed
-    activation pattern, so the loss Hessian's block of one layer is J_Uᵀ A J_U, with J_U the
-    logits' Jacobian in that layer and A = (diag p − p pᵀ)/B per image the cross-entropy's
-    Hessian in the logits (softmax p, batch mean): the dense Hessian of the CNN (N = 1158) then
-    needs 574 Hessian-vector products instead of 1158.
+    For a network of linear layers, convolutions, ReLUs and max-pools (the paper's ReLU CNN and
+    MLP) the largest layer is also given as the Gauss-Newton layer: its block of the Hessian is
+    J_Uᵀ A J_U, with J_U the logits' Jacobian in that layer and A = (diag p − p pᵀ)/B per image
+    the cross-entropy's Hessian in the logits (softmax p, batch mean). Any other activation (a
+    sigmoid has curvature of its own) gets the layers alone.
     """
     children = list(model.children()) if isinstance(model, nn.Sequential) else []
-    if not children or not all(isinstance(m, _PIECEWISE_LINEAR) for m in children):
-        return None
-    layers, start = [], 0
-    for m in children:
+    bounds, owners, start = [0], [], 0
+    for i, m in enumerate(children):
         size = sum(p.numel() for p in m.parameters(recurse=False))
         if size:
-            layers.append((size, start))
             start += size
-    if start != num_params(model) or not layers:
+            bounds.append(start)
+            owners.append(i)
+    if not owners or start != num_params(model):
         return None
-    size, first = max(layers)
+    names = [name for name, _ in model.named_parameters()]
+    sizes = [p.numel() for p in model.parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    child_names = [name for name, _ in model.named_children()]
+    first_param = {}  # a child's first parameter's index in named_parameters()
+    for j, name in enumerate(names):
+        first_param.setdefault(child_names.index(name.split(".")[0]), j)
     forward = make_forward(model)
+
+    def tail_loss(theta: Tensor, layer: int) -> Callable[[Tensor], Tensor]:
+        # the earlier layers' parameters enter as constants (no tangents, no gradients)
+        cut = first_param[owners[layer]]
+        head = torch.split(theta[: bounds[layer]].detach(), sizes[:cut])
+        fixed = {n: c.view(s) for n, c, s in zip(names[:cut], head, shapes[:cut])}
+        inputs = x.to(dtype=theta.dtype, device=theta.device)
+        target = y.to(device=theta.device)
+
+        def loss(tail: Tensor) -> Tensor:
+            parts = torch.split(tail, sizes[cut:])
+            params = dict(fixed)
+            params.update({n: c.view(s) for n, c, s in zip(names[cut:], parts, shapes[cut:])})
+            logits = functional_call(model, params, (inputs,))
+            return nn.functional.cross_entropy(logits, target)
+
+        return loss
+
+    if not all(isinstance(m, _PIECEWISE_LINEAR) for m in children):
+        return LayerBlocks(tuple(bounds), tail_loss)
+    linear = max(range(len(owners)), key=lambda i: (bounds[i + 1] - bounds[i], -i))
+    lo, hi = bounds[linear], bounds[linear + 1]
 
     def gauss_newton(theta: Tensor) -> Tensor:
         def logits_in_block(block: Tensor) -> Tensor:
-            return forward(torch.cat([theta[:first], block, theta[first + size :]]), x)
+            return forward(torch.cat([theta[:lo], block, theta[hi:]]), x)
 
-        block = theta[first : first + size]
-        jac = torch.func.jacrev(logits_in_block)(block)  # B×C×u
+        jac = torch.func.jacrev(logits_in_block)(theta[lo:hi])  # B×C×u
         p = torch.softmax(forward(theta, x), dim=-1)
         a = (torch.diag_embed(p) - p[:, :, None] * p[:, None, :]) / x.shape[0]
         return torch.einsum("bcu,bcd,bdv->uv", jac, a, jac)
 
-    return LinearBlock(first, first + size, gauss_newton)
+    return LayerBlocks(tuple(bounds), tail_loss, linear, gauss_newton)
 
 
 def hessian_structure(model: nn.Module, x: Tensor, y: Tensor) -> dict:
     """The structure :func:`chaosgd.curvature.hessian_eigenpairs` can use for this model and
-    batch, as keyword arguments: the MLP's range basis, the ReLU networks' linear block."""
+    batch, as keyword arguments: the MLP's range basis, the sequential models' layers."""
     return {
         "range_basis": hessian_range_basis(model, x, y),
-        "linear_block": hessian_linear_block(model, x, y),
+        "layer_blocks": hessian_layer_blocks(model, x, y),
     }
 
 
