@@ -45,10 +45,11 @@ def test_tangent_agreement(tmp_path):
     end = lines[head].index("agreement") + len("agreement")
     cells = [line[end - 9 : end].strip() for line in lines[head + 2 :]]
     values = [float(c) for c in cells if c not in ("-", "ref")]
-    assert len(values) == 2  # step_sgd, and after the fold
+    assert len(values) == 3  # step_sgd plain and through the basis, and after the fold
     assert all(v < 1e-10 for v in values), cells
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert rows[0]["op"] == "step_sgd (low-rank)" and rows[0]["n_params"] == 544
+    assert rows[1]["op"] == "step_sgd (basis)" and rows[1]["agreement"] < 1e-10
     assert not any(r["op"].startswith("readout") for r in rows)
 
 

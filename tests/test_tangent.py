@@ -707,3 +707,59 @@ def test_readout_rejects_unknown_method():
     tm.step_sgd(0.1, torch.ones(1, dtype=F64), torch.eye(3, dtype=F64)[:, :1])
     with pytest.raises(ValueError, match="'auto', 'jacobi' or 'qr_diagonal'"):
         tm.readout(method="gesdd")
+
+
+# -- the update through a basis (the MLP's range basis) ------------------------------------------
+
+
+def _mlp_eigenpairs(hidden, seed):
+    from chaosgd import models
+    from chaosgd.curvature import hessian_eigenpairs
+
+    torch.manual_seed(seed)
+    model = models.build_model("mlp", "relu", hidden=hidden)
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(8, 1, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g)
+    theta = models.flat_params(model).double()
+    loss_fn = models.make_loss_fn(model, x, y)
+    return hessian_eigenpairs(loss_fn, theta, "auto", **models.hessian_structure(model, x, y))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_update_through_the_range_basis_equals_the_dense_update(momentum):
+    """Applying H = S (W Λ Wᵀ) Sᵀ through the MLP's range basis is the same map as the two
+    r×N×N products with V = S W, step after step (also with CGD's kept subset and momentum)."""
+    steps = [_mlp_eigenpairs(12, seed) for seed in range(3)]
+    eig = steps[0]
+    assert eig.basis is not None and eig.coords.shape == (eig.basis.dim, eig.rank)
+    n = eig.n_params
+    plain, fast = TangentMap(n, reorth_every=2), TangentMap(n, reorth_every=2)
+    assert fast._structured(eig.basis, eig.coords, eig.values)
+    with _one_thread():
+        for i, e in enumerate(steps * 2):
+            keep = torch.ones(e.rank, dtype=torch.bool)
+            keep[:: 3 if i % 2 else e.rank + 1] = False  # every other step a CGD-like subset
+            lam, V, W = e.values[keep], e.vectors[:, keep], e.coords[:, keep]
+            if momentum:
+                plain.step_momentum(0.05, momentum, lam, V)
+                fast.step_momentum(0.05, momentum, lam, V, e.basis, W)
+            else:
+                plain.step_sgd(0.05, lam, V)
+                fast.step_sgd(0.05, lam, V, e.basis, W)
+    assert float((plain.Q - fast.Q).abs().max()) <= 1e-12  # momentum sums ~1/(1 − μ) steps
+    assert float((plain.s - fast.s).abs().max()) <= 1e-12
+    a, b = plain.readout(), fast.readout()
+    assert np.abs(a.exponents - b.exponents).max() * a.t <= 1e-10
+
+
+def test_the_basis_is_used_only_where_it_is_cheaper_and_must_match():
+    eig = _mlp_eigenpairs(12, 0)
+    tm = TangentMap(eig.n_params)
+    few = torch.ones(eig.rank, dtype=torch.bool)
+    few[3:] = False  # three kept eigenpairs: two thin products beat the basis
+    assert not tm._structured(eig.basis, eig.coords[:, few], eig.values[few])
+    assert not tm._structured(None, eig.coords, eig.values)
+    with pytest.raises(ValueError, match="basis and coords"):
+        tm._structured(eig.basis, eig.coords[:-1], eig.values)
+    with pytest.raises(ValueError, match="basis and coords"):
+        TangentMap(eig.n_params - 1)._structured(eig.basis, eig.coords, eig.values)

@@ -61,6 +61,7 @@ by up to 10× under contention: run such jobs single-threaded or with ``OMP_WAIT
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -112,6 +113,10 @@ class Eigenpairs:
     method: str
     null_tol: float
     diagnostics: dict = field(default_factory=dict)
+    # from a Rayleigh-Ritz on a basis: vectors = S·coords (S the basis, coords d×r), which lets
+    # the tangent map apply H = S (coords Λ coordsᵀ) Sᵀ without N-dimensional vectors
+    basis: "BlockBasis | None" = None
+    coords: Tensor | None = None
 
     @property
     def n_params(self) -> int:
@@ -134,6 +139,8 @@ class Eigenpairs:
             self.method,
             self.null_tol,
             dict(self.diagnostics),
+            self.basis,
+            None if self.coords is None else self.coords[:, mask],
         )
 
     def matrix(self) -> Tensor:
@@ -178,6 +185,36 @@ class BlockBasis:
             else:
                 out.append((zb.reshape(-1, rows, cols) @ q.to(z.dtype)).reshape(z.shape[0], -1))
         return torch.cat(out, dim=1)
+
+    def rows_project(self, a: Tensor) -> Tensor:
+        """Sᵀ A: the coordinates of the columns of a tall ``a`` (N×m ↦ d×m), without copying it."""
+        out = []
+        for start, rows, cols, q in self.blocks:
+            ab = a[start : start + rows * cols]
+            if q is None:
+                out.append(ab)
+            else:
+                coords = q.to(a.dtype).T @ ab.reshape(rows, cols, -1)  # rows×k×m
+                out.append(coords.reshape(-1, a.shape[1]))
+        return torch.cat(out)
+
+    def rows_expand_add_(self, a: Tensor, c: Tensor, alpha: float = 1.0) -> None:
+        """A += alpha · S C in place, for coordinates ``c`` (d×m) and a contiguous tall ``a``."""
+        offset = 0
+        for start, rows, cols, q in self.blocks:
+            k = cols if q is None else q.shape[1]
+            cb = c[offset : offset + rows * k]
+            ab = a[start : start + rows * cols]
+            if q is None:
+                ab.add_(cb, alpha=alpha)
+            else:
+                q3 = q.to(a.dtype).expand(rows, cols, k)
+                ab.view(rows, cols, -1).baddbmm_(q3, cb.reshape(rows, k, -1), alpha=alpha)
+            offset += rows * k
+
+    def apply_cost(self) -> int:
+        """Multiply-adds per column of S C or Sᵀ A (an identity block counts one per entry)."""
+        return sum(r * c * (1 if q is None else q.shape[1]) for _, r, c, q in self.blocks)
 
     def expand(self, c: Tensor) -> Tensor:
         """Vectors of the given coordinates (m×d ↦ m×N): C Sᵀ."""
@@ -401,9 +438,7 @@ def _dense(
         else:
             diagnostics.update(result.diagnostics, decomposed="by layer ranges")
             diagnostics["seconds"] = time.perf_counter() - t0
-            return Eigenpairs(
-                result.values, result.vectors, result.rank, "dense", result.null_tol, diagnostics
-            )
+            return dataclasses.replace(result, method="dense", diagnostics=diagnostics)
     values, vectors = torch.linalg.eigh(h)
     null_tol = null_tolerance(values, rtol)
     rank = int((values.abs() > null_tol).sum())
@@ -596,7 +631,8 @@ def _on_basis(
         diagnostics,
     )
     rank = int(keep.sum())
-    return Eigenpairs(ritz[keep].to(torch.float64), vectors, rank, "lowrank", null_tol, diagnostics)
+    values = ritz[keep].to(torch.float64)
+    return Eigenpairs(values, vectors, rank, "lowrank", null_tol, diagnostics, basis, w[:, keep])
 
 
 def hessian_eigenpairs(

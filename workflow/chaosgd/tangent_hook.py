@@ -88,11 +88,15 @@ class TangentHook:
         if pruned is not None and pruned.numel():
             keep[pruned.to(keep.device)] = False
         values, vectors = eig.values[keep], eig.vectors[:, keep]
+        # the eigenvectors in a basis' coordinates (the MLP's range basis): a cheaper update
+        structure = {}
+        if eig.basis is not None and eig.coords is not None:
+            structure = {"basis": eig.basis, "coords": eig.coords[:, keep]}
         t0 = time.perf_counter()
         if self.s.momentum:
-            self.tangent.step_momentum(self.s.lr, self.s.momentum, values, vectors)
+            self.tangent.step_momentum(self.s.lr, self.s.momentum, values, vectors, **structure)
         else:
-            self.tangent.step_sgd(self.s.lr, values, vectors)
+            self.tangent.step_sgd(self.s.lr, values, vectors, **structure)
         self.seconds["tangent"] += time.perf_counter() - t0
         t = self.tangent.t
         if t in self.exact_steps:
