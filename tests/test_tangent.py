@@ -763,3 +763,24 @@ def test_the_basis_is_used_only_where_it_is_cheaper_and_must_match():
         tm._structured(eig.basis, eig.coords[:-1], eig.values)
     with pytest.raises(ValueError, match="basis and coords"):
         TangentMap(eig.n_params - 1)._structured(eig.basis, eig.coords, eig.values)
+
+
+@pytest.mark.parametrize("n, block", [(20, 7), (21, 7), (6, 7), (512, 100)])
+def test_triangular_product_of_the_fold_equals_the_full_product(n, block):
+    from chaosgd.tangent import _triu_matmul
+
+    g = torch.Generator().manual_seed(n)
+    E = torch.randn(n, n, generator=g, dtype=F64).triu()
+    B = torch.randn(n, n, generator=g, dtype=F64).triu()
+    out = _triu_matmul(E, B, block)
+    assert torch.equal(out, out.triu())
+    assert float((out - E @ B).abs().max()) <= 1e-12 * float((E.abs() @ B.abs()).max())
+
+
+def test_a_state_with_a_non_triangular_factor_is_refused():
+    tm = TangentMap(4)
+    sd = tm.state_dict()
+    sd["B"] = sd["B"].clone()
+    sd["B"][3, 0] = 1e-3
+    with pytest.raises(ValueError, match="not upper triangular"):
+        TangentMap(4).load_state_dict(sd)

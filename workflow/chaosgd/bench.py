@@ -56,6 +56,7 @@ from chaosgd.models import build_model, flat_params, hessian_structure, make_los
 from chaosgd.resources import AUTO_CURVATURE, COSTS, growth, n_params
 from chaosgd.settings import RunSettings
 from chaosgd.tangent import TangentMap
+from chaosgd.tangent_hook import advance
 from chaosgd.training import Data, Trainer, epoch_order, initial_model, load_data
 from chaosgd.vocab import ARCHITECTURES, DTYPES, PRUNE_SETS, STRATEGIES
 
@@ -565,9 +566,7 @@ class _TangentTimer:
 
     def after_step(self, step, eig, pruned) -> None:
         """Advance the map with the step's nonzero eigenpairs, timed."""
-        keep = eig.nonzero_mask()
-        values, vectors = eig.values[keep], eig.vectors[:, keep]
-        _, dt = _timed(lambda: self.tangent.step_sgd(self.lr, values, vectors), self.device)
+        _, dt = _timed(lambda: advance(self.tangent, eig, pruned, self.lr, 0.0), self.device)
         self.seconds.append(dt)
 
     def state_dict(self) -> dict:

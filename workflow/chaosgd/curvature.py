@@ -436,7 +436,8 @@ def _dense(
         except LowRankCheckError as exc:
             diagnostics["decomposed"] = f"full ({exc})"
         else:
-            diagnostics.update(result.diagnostics, decomposed="by layer ranges")
+            checks = result.diagnostics["hvps"]
+            diagnostics.update(result.diagnostics, decomposed="by layer ranges", hvps=hvps + checks)
             diagnostics["seconds"] = time.perf_counter() - t0
             return dataclasses.replace(result, method="dense", diagnostics=diagnostics)
     values, vectors = torch.linalg.eigh(h)

@@ -55,7 +55,8 @@ def n_params(model: str, hidden: int) -> int:
 
 # The reference size of each architecture, and the fraction of N its minibatch Hessian's rank is
 # at batch 8 (measured: ≈ 250 of 5350 for the MLP, ≈ N/2 for the CNN), which sizes the low-rank
-# eigensolver's work and the tangent map's update.
+# eigensolver's work and the tangent map's update. `auto` settles on the MLP's range basis
+# ("lowrank") and on the CNN's dense Hessian (formed by layers, decomposed on their ranges).
 N_REF = {arch: n_params(arch, 20) for arch in ARCHITECTURES}
 RANK_FRACTION = {"mlp": 250 / N_REF["mlp"], "cnn": 0.5}
 # what curvature "auto" settles on: the low-rank method pays only while the rank is small
@@ -73,36 +74,38 @@ class Cost:
     scaling: str
 
 
-# Seconds on REFERENCE_MACHINE, one thread, quiet. Where README's Cost and Benchmarks tables
-# have a quiet figure it is used ("README"); twice its 2-thread figure for the BLAS-bound
-# tangent update and fold ("README ×2": GEMMs scale linearly over the 2 cores). The rest are
-# `python -m chaosgd.bench costs` on the same machine shared with 3-4 other jobs (load 3.5-4 on
-# 2 cores), which read 1.4-3× high for BLAS-bound work: an upper bound ("bench").
+# Seconds on REFERENCE_MACHINE, one thread: `python -m chaosgd.bench costs --threads 1`, three
+# runs on 2026-11-29 on a machine otherwise nearly idle (load ≈ 1), and for the eigensolvers the
+# median of 40 steps timed alone ("bench"); the safety factor covers the spread between runs.
+# The readout from `bench tangent` and the readout benchmark (below).
 COSTS: dict[str, Cost] = {
     # an estimate: the imports take 2-5 s (bench), data loading and the outputs seconds more
     "startup": Cost(30.0, "job", "fixed: interpreter, torch import, data loading, outputs"),
-    "step.mlp": Cost(1.1e-3, "training step", "∝ N·batch, never below the reference"),  # bench
+    "step.mlp": Cost(6.6e-4, "training step", "∝ N·batch, never below the reference"),  # bench
     "step.cnn": Cost(2.1e-3, "training step", "∝ N·batch, never below the reference"),  # bench
     # the batch order (a permutation of the training set) is drawn again at every step; bench
     "order_image": Cost(5.0e-9, "training image, every step", "fixed"),
-    # README: a whole 912-step run with its spectrum, records and evaluations, on one core (the
-    # bench reads 0.066 s with the eigensolver of this working tree, which uses a range basis)
-    "lowrank.mlp": Cost(0.12, "step's eigenpairs", "∝ N·batch·(rank + 30)"),
-    "lowrank.cnn": Cost(0.94, "step's eigenpairs", "∝ N·batch·(rank + 30)"),  # README
+    # bench: median 0.028 s (three bench runs 0.029-0.046), Rayleigh-Ritz on the range basis
+    "lowrank.mlp": Cost(0.03, "step's eigenpairs", "∝ N·batch·(rank + 30)"),
+    "lowrank.cnn": Cost(1.8, "step's eigenpairs", "∝ N·batch·(rank + 30)"),  # bench: the sketch
     "dense.mlp": Cost(24.6, "step's eigenpairs", "∝ N³"),  # README, one thread
-    "dense.cnn": Cost(0.84, "step's eigenpairs", "∝ N³"),  # README
-    # README ×2 (bench: 0.82-0.87 s under load)
-    "tangent.mlp": Cost(0.34, "tangent-map update", "∝ N²·rank (×2 with momentum)"),
-    "tangent.cnn": Cost(0.12, "tangent-map update", "∝ N²·rank (×2 with momentum)"),  # bench
-    "reorth": Cost(12.0, "re-orthonormalization", "∝ N³"),  # README ×2 (bench: 19-33 s)
-    # README: one core, 880 s at t = 456 and t = 912 (the bench's smaller N scaled by N³
-    # reads 330-630 s: caches favour the small case)
-    "readout": Cost(880.0, "exact Lyapunov readout", "∝ N³"),
-    # README: 0.47 and 0.66 ms per step for 56 members
-    "member_float32.mlp": Cost(8.4e-6, "ensemble member step", "∝ N, never below the reference"),
-    "member_float64.mlp": Cost(1.2e-5, "ensemble member step", "∝ N, never below the reference"),
+    # bench: median 0.278 s (0.27-0.31) as `auto` computes it (formed by layers, decomposed on
+    # their row ranges); `curvature: dense` adds the full eigh (≈ 0.1 s more)
+    "dense.cnn": Cost(0.28, "step's eigenpairs", "∝ N³"),
+    # bench: 0.124 s through the range basis (0.59 s with the plain N×r products)
+    "tangent.mlp": Cost(0.124, "tangent-map update", "∝ N²·rank (×2 with momentum)"),
+    "tangent.cnn": Cost(0.085, "tangent-map update", "∝ N²·rank (×2 with momentum)"),  # bench
+    # bench: 12.8 s with the triangular product of the fold (17.4-18.6 s with a full GEMM)
+    "reorth": Cost(12.8, "re-orthonormalization", "∝ N³"),
+    # a late readout of a long run, whose factor is strongly graded: 112 s on 2 threads for a
+    # 434-nat N = 5350 factor (README), ≈ 200 s on one; an early, nearly isometric one takes
+    # 30-60 s (bench costs times one at step 6: 48-55 s scaled from N = 1612)
+    "readout": Cost(200.0, "exact Lyapunov readout", "∝ N³"),
+    # bench: 56 members, 100 steps
+    "member_float32.mlp": Cost(1.8e-5, "ensemble member step", "∝ N, never below the reference"),
+    "member_float64.mlp": Cost(2.3e-5, "ensemble member step", "∝ N, never below the reference"),
     "member_float32.cnn": Cost(2.5e-4, "ensemble member step", "∝ N, never below the reference"),
-    "member_float64.cnn": Cost(3.7e-4, "ensemble member step", "∝ N, never below the reference"),
+    "member_float64.cnn": Cost(4.2e-4, "ensemble member step", "∝ N, never below the reference"),
     # the datasets stage: 14 s for FashionMNIST's 70 000 images, start-up included
     "dataset_image": Cost(2.0e-4, "image prepared", "fixed"),
     # an estimate, not measured: figures and claims read and reduce whole steps tables

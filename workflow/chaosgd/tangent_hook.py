@@ -31,6 +31,25 @@ SUBSPACE_COLUMNS = ["t0", "step"] + [
 ]
 
 
+def advance(
+    tangent: TangentMap, eig: Eigenpairs, pruned: torch.Tensor | None, lr: float, momentum: float
+) -> None:
+    """One step of ``tangent`` with the step's eigenpairs less the null ones and those CGD
+    ``pruned`` (SGD, or the momentum recursion), through the eigenpairs' basis where they
+    have one (the MLP's range basis: a cheaper update, the same map)."""
+    keep = eig.nonzero_mask()
+    if pruned is not None and pruned.numel():
+        keep[pruned.to(keep.device)] = False
+    values, vectors = eig.values[keep], eig.vectors[:, keep]
+    structure = {}
+    if eig.basis is not None and eig.coords is not None:
+        structure = {"basis": eig.basis, "coords": eig.coords[:, keep]}
+    if momentum:
+        tangent.step_momentum(lr, momentum, values, vectors, **structure)
+    else:
+        tangent.step_sgd(lr, values, vectors, **structure)
+
+
 class TangentHook:
     """Follows a :class:`chaosgd.training.Trainer` with a tangent map and reads it out."""
 
@@ -84,19 +103,8 @@ class TangentHook:
         """
         if eig is None:
             raise RuntimeError("the tangent map needs the Hessian eigenpairs of every step")
-        keep = eig.nonzero_mask()
-        if pruned is not None and pruned.numel():
-            keep[pruned.to(keep.device)] = False
-        values, vectors = eig.values[keep], eig.vectors[:, keep]
-        # the eigenvectors in a basis' coordinates (the MLP's range basis): a cheaper update
-        structure = {}
-        if eig.basis is not None and eig.coords is not None:
-            structure = {"basis": eig.basis, "coords": eig.coords[:, keep]}
         t0 = time.perf_counter()
-        if self.s.momentum:
-            self.tangent.step_momentum(self.s.lr, self.s.momentum, values, vectors, **structure)
-        else:
-            self.tangent.step_sgd(self.s.lr, values, vectors, **structure)
+        advance(self.tangent, eig, pruned, self.s.lr, self.s.momentum)
         self.seconds["tangent"] += time.perf_counter() - t0
         t = self.tangent.t
         if t in self.exact_steps:
