@@ -10,7 +10,8 @@ Writes, into ``results/lyapunov/<run>/``:
 
 - ``exponents.parquet``: at each readout step: λ1, λN, the counts of positive / negative /
   neutral exponents, quantiles, and the method (``svd``, or ``svd_deflated`` when the factor's
-  range exceeds one float64 window). Readouts are exact Jacobi SVDs of the accumulated factor.
+  range exceeds one float64 window). Readouts are exact SVDs of the accumulated factor
+  (divide-and-conquer, checked, the Jacobi SVD where a check fails).
   Cheaper QR-diagonal (Benettin) estimates exist but are not recorded: started from the
   identity frame they converge as O(1/t) with large constants and even had the wrong sign of
   λ1 over the first hundreds of steps of real runs. Each readout's time is in ``run.json``

@@ -8,7 +8,7 @@ both get the profile's 60. A job's estimate is a sum of measured per-unit costs 
   eigenpairs of the step when the run records its spectrum or prunes: low-rank or dense, as its
   ``curvature`` setting and the architecture choose), steps = ⌈training images / batch⌉ × epochs;
 * the tangent map (``lyapunov_run``): steps × its update + steps / ``reorth_every`` × one
-  re-orthonormalization + readouts × one exact Jacobi-SVD readout (both O(N³));
+  re-orthonormalization + readouts × one exact readout (both O(N³));
 * ensembles: steps × members (1 + 5·|ε|) × the per-member step, for every dtype;
 * datasets, fits, figures, report, claims: startup + the images prepared or the table rows read.
 

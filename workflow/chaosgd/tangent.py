@@ -272,8 +272,14 @@ def _householder(X: np.ndarray):
 
 
 def _reflect(qr: torch.Tensor, tau: torch.Tensor, X: np.ndarray, side: str) -> np.ndarray:
-    """Q·X (side "L") or X·Q (side "R") with the full orthogonal Q of :func:`_householder`."""
-    return torch.ormqr(qr, tau, torch.from_numpy(X), left=side == "L").numpy()
+    """Q·X (side "L") or X·Q (side "R") with the full orthogonal Q of :func:`_householder`.
+
+    Applied to Xᵀ from the other side, (Xᵀ Qᵀ)ᵀ or (Qᵀ Xᵀ)ᵀ: the transpose of a C-ordered X is
+    the column-major matrix LAPACK works on, and the result comes back C-ordered, so the row-wise
+    NumPy work that follows does not stride across memory.
+    """
+    Xt = torch.from_numpy(np.ascontiguousarray(X)).T
+    return torch.ormqr(qr, tau, Xt, left=side == "R", transpose=True).T.numpy()
 
 
 def _gram_svd(A: np.ndarray):
