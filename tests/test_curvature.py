@@ -492,3 +492,13 @@ def test_basis_products_along_rows_equal_the_dense_basis():
     basis.rows_expand_add_(a, c, -0.3)
     assert float((a - want).abs().max()) <= 1e-13
     assert basis.apply_cost() == 6 * 256 * basis.blocks[0][3].shape[1] + (n - 6 * 256)
+
+
+def test_a_zero_hessian_by_layers_has_rank_zero():
+    """Every layer's row range empty: the full eigh of the (zero) matrix, rank 0, no error."""
+    layers = curvature.LayerBlocks((0, 10, 20), lambda th, i: (lambda tail: (tail * 0).sum()))
+    res = hessian_eigenpairs(
+        lambda t: (t * 0).sum(), torch.zeros(20, dtype=torch.float64), "auto", layer_blocks=layers
+    )
+    assert res.rank == 0 and res.diagnostics["formed"] == "by layers"
+    assert res.diagnostics["decomposed"].startswith("full (every layer's row range is empty")

@@ -423,6 +423,8 @@ def _dense(
             basis = _layer_range_basis(
                 h, layers.bounds, rtol, restrict["generator"], restrict["min_null"]
             )
+            if basis.dim == 0:  # H = 0: every direction is null, as the full eigh says
+                raise LowRankCheckError("every layer's row range is empty", {})
             result = _on_basis(
                 lambda v: v @ h,
                 theta,
