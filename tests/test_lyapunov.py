@@ -151,6 +151,10 @@ def test_tables(tmp_path, fmnist_pt):
     for col in ("lambda_1", "lambda_N", "q0.1", "q0.5", "q0.9", "log_range"):
         assert exps[col].dtype == np.float64
     assert "seconds" not in exps  # timings live in run.json: a rerun's table is identical
+    info = json.loads(out["info"].read_text())["result"]
+    each = info["lyapunov"]["readout_seconds_each"]
+    assert len(each) == 4 and all(0 < x < info["wall_seconds"] for x in each)
+    assert info["lyapunov"]["readout_seconds"] == pytest.approx(sum(each))
     for col in ("n_positive", "n_negative", "n_neutral"):
         assert exps[col].dtype == np.int32
     assert (exps[["n_positive", "n_negative", "n_neutral"]].sum(axis=1) == 544).all()

@@ -115,14 +115,14 @@ class TangentHook:
         out = self.tangent.readout()
         if out.vectors is None:
             raise RuntimeError(f"step {t}: the exact readout failed ({out.method})")
-        for t0, (ref_vectors, ref_exponents) in sorted(self.references.items()):
+        for anchor, (ref_vectors, ref_exponents) in sorted(self.references.items()):
             # one stream per (run, t₀, t): a resumed run draws the same random index sets
-            rng = np.random.default_rng([self.s.seed, t0, t])
+            rng = np.random.default_rng([self.s.seed, anchor, t])
             self.subspace_rows.append(
                 stability_row(
                     ref_vectors,
                     ref_exponents,
-                    t0,
+                    anchor,
                     out.vectors,
                     out.exponents,
                     t,
