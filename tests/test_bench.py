@@ -166,3 +166,12 @@ def test_gpu_profile_shares_the_gpu_between_the_slurm_profiles_gpu_rules():
     assert isinstance(slots, int) and slots > 1
     gpu_rules = {rule for rule, res in slurm["set-resources"].items() if res.get("gpu")}
     assert gpu["set-resources"] == {rule: {"gpu_slots": 1} for rule in gpu_rules}
+
+
+@pytest.mark.parametrize("x", [5e-05, 1.2e-5, 4.68e-09, 0.0291, 17.4, 880.0, 1e20, 3e-300])
+def test_costs_block_numbers_read_back_as_numbers(x):
+    """The printed ``resources: costs:`` block is YAML: every value must read back as a number
+    (YAML 1.1 reads ``5e-05`` as text), equal to x at 3 significant digits."""
+    value = yaml.safe_load(f"a: {bench._yaml_float(x)}")["a"]
+    assert isinstance(value, (int, float)) and not isinstance(value, bool)
+    assert value == pytest.approx(x, rel=5e-3)

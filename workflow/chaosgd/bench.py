@@ -738,7 +738,17 @@ def _print_costs_table(rows, out=None):
     print("# this node's costs, for the config (resources.costs), in seconds:", file=out)
     print("resources:\n  costs:", file=out)
     for r in rows:
-        print(f"    {r['name']}: {r['seconds']:.3g}", file=out)
+        print(f"    {r['name']}: {_yaml_float(r['seconds'])}", file=out)
+
+
+def _yaml_float(x: float) -> str:
+    """x to 3 significant digits as YAML reads a number: YAML 1.1 takes ``5e-05`` for text, so
+    the mantissa always carries a dot (``5.0e-05``)."""
+    text = f"{x:.3g}"
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"
+    return text
 
 
 def _cmd_costs(args) -> int:
