@@ -9,13 +9,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
-import math
 import os
 import re
 import shlex
 from pathlib import Path
 
 from chaosgd.resources import JobResources
+from chaosgd.resources import train_steps as total_steps
 from chaosgd.settings import ROLES, RUN_ID_SUFFIX, TOP_LEVEL, RunSettings, Variant
 from chaosgd.vocab import ARCHITECTURES, DATASETS, FIGURE_KINDS
 
@@ -97,16 +97,6 @@ def _settings(config: dict, exp: dict, **run) -> RunSettings:
         if kind == "float":
             values[name] = float(values[name])
     return RunSettings(**values)
-
-
-def total_steps(settings: RunSettings) -> int:
-    """A run's length in steps: ⌈n / batch_size⌉ per epoch, n its training images (``train_size``,
-    or the dataset's whole training split when that is 0 or larger, as the training stage
-    subsamples)."""
-    n = DATASETS[settings.dataset].train_size
-    if settings.train_size:
-        n = min(settings.train_size, n)
-    return math.ceil(n / settings.batch_size) * settings.epochs
 
 
 def _length(settings: RunSettings) -> str:
