@@ -6,7 +6,7 @@ import sys
 from snakemake.utils import min_version, update_config
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
-from chaosgd.config import typed_overrides, validate_config
+from chaosgd.planning.config import typed_overrides, validate_config
 
 min_version("9.0")
 

@@ -1,77 +1,25 @@
-"""Shared fixtures: the repository root and a runner for the real Snakemake workflow."""
+"""Shared fixtures, and the test tiers.
+
+Tests under ``tests/workflow/`` run the real pipeline through Snakemake (minutes each): they are
+marked ``workflow``, so that ``pytest -m "not workflow"`` is the fast tier. Helpers the tests
+share live in ``tests/support/``; no test file imports another.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+from support.workflow import FMNIST_DIR, REPO
+
+WORKFLOW_TESTS = Path(__file__).resolve().parent / "workflow"
 
 
-def venv_env() -> dict[str, str]:
-    """Environment in which `python` and `snakemake` are this interpreter's (the venv's)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("PYTHONHASHSEED", "0")
-    return env
-
-
-def fresh_checkout(dest: Path) -> Path:
-    """Copy the files git would commit (tracked and untracked-not-ignored) to ``dest``: what a
-    fresh clone of this working tree holds, uncommitted changes included."""
-    names = (
-        subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, names):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-def run_snakemake(
-    *args: str,
-    workdir: Path | None = None,
-    check: bool = True,
-    timeout: float = 1200,
-    repo: Path = REPO,
-    env: dict | None = None,
-) -> subprocess.CompletedProcess:
-    """Run ``repo``'s Snakefile (in ``workdir`` if given) and return the result.
-
-    For another checkout than this one, its jobs import that checkout's package (PYTHONPATH).
-    """
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(repo / "Snakefile")]
-    if workdir is not None:
-        cmd += ["--directory", str(workdir)]
-    cmd += list(args)
-    full_env = venv_env()
-    if repo != REPO:
-        full_env["PYTHONPATH"] = str(repo / "workflow")
-    full_env.update(env or {})
-    proc = subprocess.run(
-        cmd, cwd=repo, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-            f"{proc.stderr[-4000:]}"
-        )
-    return proc
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if WORKFLOW_TESTS in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.workflow)
 
 
 @pytest.fixture(scope="session")
@@ -111,21 +59,6 @@ def fmnist_pt(tmp_path_factory, fmnist_dir) -> Path:
     )
     assert rc == 0
     return out
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Jobs per rule from the 'Job stats' table that Snakemake prints."""
-    counts: dict[str, int] = {}
-    lines = output.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() == "Job stats:":
-            for row in lines[i + 3 :]:
-                parts = row.split()
-                if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-                    break
-                counts[parts[0]] = int(parts[1])
-            break
-    return counts
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
 """chaosgd: reproduce "Chaotic Dynamics are Intrinsic to Neural Network Training with SGD".
 
-Library modules hold the shared maths (models, curvature, cgd, tangent, io); stage modules
-(datasets, train, lyapunov, ensembles, fits, figures, claims) are what the Snakemake rules run,
-each with a ``main(argv)`` entry point used as ``python -m chaosgd.<stage>``.
+The top-level modules are the stages, what the Snakemake rules run (``python -m
+chaosgd.<stage>``, each with a ``main(argv)``): datasets, train, lyapunov, ensembles, fits,
+figures, report, claims. Each reads its inputs, calls the library and writes its outputs. The
+library is grouped by role: ``planning`` (config, vocabularies, the DAG, job costs; torch-free),
+``engine`` (the maths), ``runs`` (the run machinery and files), ``analysis`` (claims and
+plots) and ``tools`` (archive, bench).
 """
 
 import os

@@ -2,8 +2,8 @@
 
 Reads the reference run's final Lyapunov spectrum (``results/lyapunov/<run>/spectrum_final.pt``),
 builds the five perturbation directions and the members (reference + every strategy × ε,
-:mod:`chaosgd.perturbations`) and trains each configured dtype as one lockstep ensemble
-(:func:`chaosgd.lockstep.run_ensemble`). Each dtype (float32, float64) is a separate ensemble
+:mod:`chaosgd.runs.perturbations`) and trains each configured dtype as one lockstep ensemble
+(:func:`chaosgd.runs.lockstep.run_ensemble`). Each dtype (float32, float64) is a separate ensemble
 with its own reference member: the two references are different trajectories, and comparing each
 dtype against its own reference is what separates round-off from dynamics for small ε (App. C.4's
 open question).
@@ -15,7 +15,7 @@ per step of the ensemble, of one model trained alone the ordinary way (``nn.Modu
 
 With ``--checkpoint`` the job writes the ensembles' state every ``checkpoint_every`` steps (the
 reference run's setting), after each dtype, and on SIGTERM / SIGINT at the next step boundary
-before exiting with status 143 / 130; a rerun resumes from it (:mod:`chaosgd.recovery`) and
+before exiting with status 143 / 130; a rerun resumes from it (:mod:`chaosgd.runs.recovery`) and
 writes the same tables as an uninterrupted run (the info JSON's timings aside).
 """
 
@@ -30,14 +30,24 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from chaosgd import recovery
-from chaosgd.exponents import exact_readouts
-from chaosgd.io import load_tensors, read_parquet, save_tensors, write_json, write_parquet
-from chaosgd.lockstep import BACKENDS, run_ensemble, time_single_model
-from chaosgd.perturbations import SPECTRUM_KEYS, check_reference, directions, plan_members
-from chaosgd.settings import RunSettings
-from chaosgd.training import TrainingError, environment, load_data, select_device
-from chaosgd.vocab import DTYPES, STRATEGIES
+from chaosgd.engine.exponents import exact_readouts
+from chaosgd.planning.run_settings import RunSettings
+from chaosgd.planning.tables import DISTANCES, MEMBERS
+from chaosgd.planning.vocab import DTYPES, STRATEGIES
+from chaosgd.runs import recovery
+from chaosgd.runs.artifacts import (
+    load_tensors,
+    read_parquet,
+    save_tensors,
+    write_json,
+    write_parquet,
+)
+from chaosgd.runs.data import load_data
+from chaosgd.runs.ensemble_backends import BACKENDS
+from chaosgd.runs.lockstep import run_ensemble, time_single_model
+from chaosgd.runs.perturbations import SPECTRUM_KEYS, check_reference, directions, plan_members
+from chaosgd.runs.run_outputs import environment
+from chaosgd.runs.trainer import TrainingError, select_device
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,8 +236,8 @@ def _run(args, checkpoint: Path | None, stop: recovery.StopFlag) -> int:
     except (TrainingError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_parquet(pd.concat(tables, ignore_index=True), args.out_distances)
-    write_parquet(pd.concat(member_tables, ignore_index=True), args.out_members)
+    write_parquet(pd.concat(tables, ignore_index=True), args.out_distances, DISTANCES)
+    write_parquet(pd.concat(member_tables, ignore_index=True), args.out_members, MEMBERS)
     write_json(
         {
             "run_id": settings.run_id,

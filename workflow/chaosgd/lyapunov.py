@@ -1,7 +1,7 @@
 """Lyapunov stage: finite-time Lyapunov spectra of a training run from its tangent map.
 
 The run is trained exactly as by the training stage (same settings, same outputs in
-``results/train/<run>/``), with a :class:`chaosgd.tangent.TangentMap` following every step:
+``results/train/<run>/``), with a :class:`chaosgd.engine.tangent_map.TangentMap` following every step:
 Y ← (I − ηH) Y with H the step's minibatch Hessian from the curvature engine (restricted to the
 kept eigenvectors while CGD prunes), or the momentum recursion. The Hessian eigenpairs of a step
 serve both the optimizer / diagnostics and the tangent map, so nothing is computed twice.
@@ -32,24 +32,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chaosgd import recovery
-from chaosgd.exponents import classify
-from chaosgd.io import save_tensors, write_parquet
-from chaosgd.models import flat_params
-from chaosgd.settings import RunSettings
-from chaosgd.tangent import LyapunovReadout
-from chaosgd.tangent_hook import TangentHook
-from chaosgd.training import (
-    OUTPUTS,
-    Trainer,
-    TrainingError,
-    add_io_arguments,
-    write_outputs,
-)
+from chaosgd.engine.exponents import classify
+from chaosgd.engine.graded_svd import LyapunovReadout
+from chaosgd.engine.models import flat_params
+from chaosgd.planning.run_settings import RunSettings
+from chaosgd.planning.tables import EXPONENTS, SUBSPACES
+from chaosgd.runs import recovery
+from chaosgd.runs.artifacts import save_tensors, write_parquet
+from chaosgd.runs.run_outputs import OUTPUTS, add_io_arguments, write_outputs
+from chaosgd.runs.tangent_tracker import TangentHook
+from chaosgd.runs.trainer import Trainer, TrainingError
 
 LYAP_OUTPUTS = {
-    "exponents": "exponents.parquet",
-    "subspaces": "subspaces.parquet",
+    "exponents": EXPONENTS.filename,
+    "subspaces": SUBSPACES.filename,
     "spectrum": "spectrum_final.pt",
 }
 
@@ -136,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Writes the training outputs and the finite-time Lyapunov spectra. Exit status 0 on success,
     1 with a one-line error, 128 + the signal's number when SIGTERM / SIGINT stopped it after
-    writing its checkpoint (:meth:`chaosgd.training.Trainer.run`).
+    writing its checkpoint (:meth:`chaosgd.runs.trainer.Trainer.run`).
     """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.lyapunov",
@@ -162,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     final = hook.last
     exps, subs = hook.tables()
-    write_parquet(exps, args.out_exponents)
-    write_parquet(subs, args.out_subspaces)
+    write_parquet(exps, args.out_exponents, EXPONENTS)
+    write_parquet(subs, args.out_subspaces, SUBSPACES)
     write_spectrum(args.out_spectrum, final, args.neutral_tol, theta0, settings.run_id)
     result.info["lyapunov"] = {
         "readout_steps": sorted(hook.exact_steps),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from chaosgd.io import atomic_path, read_parquet, read_run_info
+from chaosgd.planning.tables import EPOCHS
+from chaosgd.runs.artifacts import atomic_path, read_parquet, read_run_info
 
 SETTINGS = [
     "run_id", "dataset", "model", "activation", "hidden", "variant", "onset", "momentum", "seed",
@@ -40,18 +41,18 @@ def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
             environment=("device",),
         )
         last = read_parquet(
-            folder / "epochs.parquet", finite=["train_acc", "val_acc"], nonempty=True
+            folder / EPOCHS.filename, finite=[EPOCHS.train_acc, EPOCHS.val_acc], nonempty=True
         ).iloc[-1]
         row = {k: info["settings"][k] for k in SETTINGS}
         row.update(
             device=info["environment"]["device"],
             steps=info["result"]["steps"],
             wall_seconds=_rounded(info["result"]["wall_seconds"], 1),
-            # None when a run took no measurable time (see chaosgd.training.Trainer.run)
+            # None when a run took no measurable time (see chaosgd.runs.trainer.Trainer.run)
             steps_per_second=_rounded(info["result"]["steps_per_second"], 2),
             tangent_map="lyapunov" in info["result"],
-            final_train_acc=round(float(last["train_acc"]), 4),
-            final_val_acc=round(float(last["val_acc"]), 4),
+            final_train_acc=round(float(last[EPOCHS.train_acc]), 4),
+            final_val_acc=round(float(last[EPOCHS.val_acc]), 4),
         )
         rows.append(row)
     return pd.DataFrame(rows)

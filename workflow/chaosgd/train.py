@@ -1,6 +1,6 @@
 """Training stage: one run of SGD or CGD, with the Hessian spectrum diagnostics of every step.
 
-Writes, into the run's folder, the outputs of :func:`chaosgd.training.write_outputs`:
+Writes, into the run's folder, the outputs of :func:`chaosgd.runs.run_outputs.write_outputs`:
 
 - ``steps.parquet``: per step: batch loss and accuracy before the update, the gradient and
   update norms, and the curvature diagnostics (eigenvalue counts, extreme eigenvalues,
@@ -10,7 +10,7 @@ Writes, into the run's folder, the outputs of :func:`chaosgd.training.write_outp
 - ``final.pt``: the final state dict (``torch.load(..., weights_only=True)``).
 - ``run.json``: the resolved settings, package versions, device, wall time and steps/s.
 
-The job resumes from its checkpoint when restarted (:class:`chaosgd.training.Trainer`); on
+The job resumes from its checkpoint when restarted (:class:`chaosgd.runs.trainer.Trainer`); on
 SIGTERM or SIGINT it writes one at the next step boundary and exits with status 143 or 130.
 """
 
@@ -21,15 +21,10 @@ import sys
 
 import torch
 
-from chaosgd import recovery
-from chaosgd.settings import RunSettings
-from chaosgd.training import (
-    OUTPUTS,
-    Trainer,
-    TrainingError,
-    add_io_arguments,
-    write_outputs,
-)
+from chaosgd.planning.run_settings import RunSettings
+from chaosgd.runs import recovery
+from chaosgd.runs.run_outputs import OUTPUTS, add_io_arguments, write_outputs
+from chaosgd.runs.trainer import Trainer, TrainingError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,11 +3,11 @@
 
 rule claims_check:
     input:
-        code=plan.code_closure("claims"),
+        code=code_closure("claims"),
         results=plan.claims_inputs(RUNS, LYAPUNOV, REFERENCES),
         # App. C.2's subspaces (claim 9) and App. C.3's members (claim 10)
-        subspaces=expand("results/lyapunov/{run}/subspaces.parquet", run=LYAPUNOV_RUNS),
-        members=expand("results/ensembles/{run}/members.parquet", run=REFERENCES),
+        subspaces=expand(SUBSPACES.path(), run=LYAPUNOV_RUNS),
+        members=expand(MEMBERS.path(), run=REFERENCES),
     output:
         table="results/claims/claims.parquet",
         markdown="results/claims/claims.md",

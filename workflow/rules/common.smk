@@ -1,7 +1,18 @@
 # Planning helpers shared by the stage files: the config -> job arguments logic lives in the
-# package (chaosgd.plan), where it is tested without Snakemake.
-from chaosgd import plan
-from chaosgd.vocab import DATASETS
+# package (chaosgd.planning.plan), where it is tested without Snakemake.
+from chaosgd.planning import plan
+from chaosgd.planning.code_inputs import code_closure
+from chaosgd.planning.tables import (
+    BOUNDS,
+    DISTANCES,
+    EPOCHS,
+    EXPONENTS,
+    FITS,
+    MEMBERS,
+    STEPS,
+    SUBSPACES,
+)
+from chaosgd.planning.vocab import DATASETS
 
 # every training run of the configured experiments (run id -> settings), each experiment's runs,
 # and the runs that carry a tangent map, by experiment (trained by the lyapunov stage, with the

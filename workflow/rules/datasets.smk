@@ -3,7 +3,7 @@
 
 rule datasets_prepare:
     input:
-        code=plan.code_closure("datasets"),
+        code=code_closure("datasets"),
     output:
         data="results/datasets/{dataset}.pt",
         manifest="results/datasets/{dataset}.json",

@@ -4,13 +4,13 @@
 
 rule ensembles_run:
     input:
-        code=plan.code_closure("ensembles"),
+        code=code_closure("ensembles"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
         spectrum="results/lyapunov/{run}/spectrum_final.pt",
-        exponents="results/lyapunov/{run}/exponents.parquet",
+        exponents=EXPONENTS.path(),
     output:
-        distances="results/ensembles/{run}/distances.parquet",
-        members="results/ensembles/{run}/members.parquet",
+        distances=DISTANCES.path(),
+        members=MEMBERS.path(),
         info="results/ensembles/{run}/ensemble.json",
     log:
         "logs/ensembles/{run}.log",
@@ -39,4 +39,4 @@ rule ensembles_run:
 
 rule ensembles_all:
     input:
-        expand("results/ensembles/{run}/distances.parquet", run=REFERENCES),
+        expand(DISTANCES.path(), run=REFERENCES),

@@ -4,12 +4,12 @@
 
 rule fits_divergence:
     input:
-        code=plan.code_closure("fits"),
-        distances="results/ensembles/{run}/distances.parquet",
-        exponents="results/lyapunov/{run}/exponents.parquet",
+        code=code_closure("fits"),
+        distances=DISTANCES.path(),
+        exponents=EXPONENTS.path(),
     output:
-        fits="results/fits/{run}/fits.parquet",
-        bounds="results/fits/{run}/bounds.parquet",
+        fits=FITS.path(),
+        bounds=BOUNDS.path(),
     log:
         "logs/fits/{run}.log",
     wildcard_constraints:
@@ -26,4 +26,4 @@ rule fits_divergence:
 
 rule fits_all:
     input:
-        expand("results/fits/{run}/fits.parquet", run=REFERENCES),
+        expand(FITS.path(), run=REFERENCES),

@@ -4,15 +4,15 @@
 
 rule lyapunov_run:
     input:
-        code=plan.code_closure("lyapunov"),
+        code=code_closure("lyapunov"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
     output:
-        steps="results/train/{run}/steps.parquet",
-        epochs="results/train/{run}/epochs.parquet",
+        steps=STEPS.path(),
+        epochs=EPOCHS.path(),
         final="results/train/{run}/final.pt",
         info="results/train/{run}/run.json",
-        exponents="results/lyapunov/{run}/exponents.parquet",
-        subspaces="results/lyapunov/{run}/subspaces.parquet",
+        exponents=EXPONENTS.path(),
+        subspaces=SUBSPACES.path(),
         spectrum="results/lyapunov/{run}/spectrum_final.pt",
     log:
         "logs/lyapunov/{run}.log",

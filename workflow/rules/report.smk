@@ -3,7 +3,7 @@
 
 rule report_runs:
     input:
-        code=plan.code_closure("report"),
+        code=code_closure("report"),
         runs=expand("results/train/{run}/run.json", run=RUNS),
     output:
         report(

@@ -4,11 +4,11 @@
 
 rule train_run:
     input:
-        code=plan.code_closure("train"),
+        code=code_closure("train"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
     output:
-        steps="results/train/{run}/steps.parquet",
-        epochs="results/train/{run}/epochs.parquet",
+        steps=STEPS.path(),
+        epochs=EPOCHS.path(),
         final="results/train/{run}/final.pt",
         info="results/train/{run}/run.json",
     log:

@@ -1,0 +1,207 @@
+"""Config validation: the schema rejects what the jobs would reject, in one line naming the key."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from chaosgd.planning.config import ConfigError, schema_default, validate_config
+
+from support.workflow import REPO
+
+
+def error_lines(config: dict) -> list[str]:
+    """Return the lines of the :class:`ConfigError` that validating ``config`` raises."""
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    header, *lines = str(info.value).splitlines()
+    assert header == "invalid config:"
+    return [line.strip() for line in lines]
+
+
+def only_line(config: dict) -> str:
+    """Return the one line of the error that validating ``config`` raises (one mistake)."""
+    lines = error_lines(config)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# (config with the value at the key, the key as the error names it), at several depths
+INTEGER_KEYS = [
+    pytest.param(lambda v: {"training": {"batch_size": v}}, "training.batch_size", id="batch"),
+    pytest.param(
+        lambda v: {"experiments": [{"name": "a", "seeds": [v]}]},
+        "experiments[0].seeds[0]",
+        id="seeds",
+    ),
+    pytest.param(
+        lambda v: {"experiments": [{"name": "a", "batch_size": v}]},
+        "experiments[0].batch_size",
+        id="nullable",
+    ),
+    pytest.param(lambda v: {"lyapunov": {"readouts": v}}, "lyapunov.readouts", id="readouts"),
+    pytest.param(
+        lambda v: {"lyapunov": {"runs": [{"experiment": "fig1", "seeds": [v]}]}},
+        "lyapunov.runs[0].seeds[0]",
+        id="lyapunov-seeds",
+    ),
+    pytest.param(
+        lambda v: {"ensembles": {"record_every": v}}, "ensembles.record_every", id="record_every"
+    ),
+]
+
+NUMBER_KEYS = [
+    pytest.param(lambda v: {"training": {"lr": v}}, "training.lr", id="lr"),
+    pytest.param(
+        lambda v: {"experiments": [{"name": "a", "momentum": [v]}]},
+        "experiments[0].momentum[0]",
+        id="momentum",
+    ),
+    pytest.param(
+        lambda v: {"experiments": [{"name": "a", "lr": v}]}, "experiments[0].lr", id="nullable"
+    ),
+    pytest.param(lambda v: {"ensembles": {"eps": [v]}}, "ensembles.eps[0]", id="eps"),
+    # bounded on both sides, which nan slips through anyway
+    pytest.param(
+        lambda v: {"lyapunov": {"quantiles": [v]}}, "lyapunov.quantiles[0]", id="quantiles"
+    ),
+]
+
+
+@pytest.mark.parametrize("make, key", INTEGER_KEYS)
+def test_integer_keys_reject_floats_naming_the_key(make, key):
+    """Reject ``8.0`` for an integer: the jobs' argparse (type=int) would."""
+    line = only_line(make(8.0))
+    assert line.startswith(f"{key}: 8.0 is not of type 'integer'"), line
+    assert line.endswith("(write 8, not 8.0)"), line
+
+
+@pytest.mark.parametrize("make, key", INTEGER_KEYS)
+def test_integer_keys_take_ints(make, key):
+    """Accept ``8`` where ``8.0`` is rejected."""
+    validate_config(make(8))
+
+
+@pytest.mark.parametrize("make, key", INTEGER_KEYS)
+def test_integer_keys_reject_fractions_without_a_hint(make, key):
+    """Offer no ``write ...`` advice for 8.5: no integer spells it."""
+    line = only_line(make(8.5))
+    assert line.startswith(f"{key}: 8.5 is not of type 'integer'") and "write" not in line, line
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("make, key", NUMBER_KEYS)
+def test_number_keys_reject_non_finite_floats(make, key, value):
+    """Reject nan and ±inf, which pass the schema's bounds, naming the key once."""
+    assert only_line(make(value)) == f"{key}: {value!r} is not a finite number"
+
+
+@pytest.mark.parametrize("make, key", NUMBER_KEYS)
+def test_number_keys_take_finite_floats(make, key):
+    """Accept a plain float where nan and inf are rejected."""
+    validate_config(make(0.5))
+
+
+def test_number_keys_take_ints():
+    """Accept whole numbers written as ints (``lr: 1``, ``momentum: [0]``)."""
+    validate_config(
+        {
+            "training": {"lr": 1, "noise_scale": 0},
+            "experiments": [{"name": "a", "momentum": [0], "lr": 2}],
+            "lyapunov": {"quantiles": [0, 1], "neutral_tol": 0},
+            "ensembles": {"eps": [1, 10], "main_eps": 1},
+        }
+    )
+
+
+def test_number_keys_reject_ints_too_large_for_a_float():
+    """Reject an int the planner's ``float()`` would overflow on."""
+    line = only_line({"training": {"noise_scale": 10**400}})
+    assert line.startswith("training.noise_scale: 1000") and line.endswith(
+        "is too large for a floating-point number"
+    )
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"training": {"lr": True}}, "training.lr: True is not of type 'number'"),
+        (
+            {"training": {"batch_size": False}},
+            "training.batch_size: False is not of type 'integer'",
+        ),
+        (
+            {"experiments": [{"name": "a", "momentum": [True]}]},
+            "experiments[0].momentum[0]: True is not of type 'number'",
+        ),
+        (
+            {"experiments": [{"name": "a", "epochs": True}]},
+            "experiments[0].epochs: True is not of type 'integer', 'null'",
+        ),
+    ],
+)
+def test_bools_are_neither_numbers_nor_integers(config, expected):
+    """Reject YAML's yes/no for numbers: Python's bool is an int subclass."""
+    assert only_line(config) == expected
+
+
+def test_yaml_spellings_are_named_one_line_per_key():
+    """Name every key of a YAML config with the usual slips, sorted by key, each once."""
+    text = """
+training: {lr: .nan, batch_size: 8.0, epochs: yes, checkpoint_every: 0.0}
+experiments:
+  - {name: a, momentum: [-.inf], seeds: [0, 1.0]}
+ensembles: {eps: [.inf], record_every: 10.0}
+"""
+    assert error_lines(yaml.safe_load(text)) == [
+        "ensembles.eps[0]: inf is not a finite number",
+        "ensembles.record_every: 10.0 is not of type 'integer' (write 10, not 10.0)",
+        "experiments[0].momentum[0]: -inf is not a finite number",
+        "experiments[0].seeds[1]: 1.0 is not of type 'integer' (write 1, not 1.0)",
+        "training.batch_size: 8.0 is not of type 'integer' (write 8, not 8.0)",
+        # two rules broken by one value: still one line
+        "training.checkpoint_every: 0.0 is not of type 'integer' (write 0, not 0.0); "
+        "0.0 is less than the minimum of 1",
+        "training.epochs: True is not of type 'integer'",
+        "training.lr: nan is not a finite number",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("training: {lr: 1e-3}", "training.lr: '1e-3' is not of type 'number' "),
+        ("lyapunov: {neutral_tol: 1.0e8}", "lyapunov.neutral_tol: '1.0e8' is not of type "),
+        ("training: {epochs: 1e2}", "training.epochs: '1e2' is not of type 'integer' "),
+    ],
+)
+def test_exponents_yaml_reads_as_text_get_a_spelling_that_works(text, expected):
+    """Spell out the number YAML 1.1 would read (``1.0e-3``) for the text it read (``1e-3``)."""
+    line = only_line(yaml.safe_load(text))
+    assert line.startswith(expected), line
+    written = line.rsplit("write ", 1)[1].rstrip(")")
+    section, key = line.split(":", 1)[0].split(".")
+    value = yaml.safe_load(written)
+    assert isinstance(value, (int, float)) and not isinstance(value, bool)
+    assert value == float(yaml.safe_load(text)[section][key])
+    validate_config({section: {key: value}})
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    """Keep every config under config/ valid under the stricter types."""
+    validate_config(yaml.safe_load(path.read_text()))
+
+
+def test_schema_default_is_what_validation_fills_in():
+    """The default a stage reads from the schema is the one a config without the key gets."""
+    filled = validate_config({})
+    assert schema_default("lyapunov", "neutral_tol") == filled["lyapunov"]["neutral_tol"] == 1e-8
+    assert schema_default("training", "lr") == filled["training"]["lr"]
+    with pytest.raises(KeyError, match="'lyapunov.no_such_key'"):
+        schema_default("lyapunov", "no_such_key")
+    bare = {"properties": {"a": {"properties": {"b": {"type": "number"}}}}}
+    with pytest.raises(KeyError, match="'a.b' has no default"):
+        schema_default("a", "b", schema=bare)

@@ -1,0 +1,1 @@
+"""The paper's figures, by family, and their shared style."""

@@ -1,0 +1,359 @@
+"""The perturbed ensembles (Sec. 4.2): the distances d(t) of copies perturbed at initialization
+by ε along the Lyapunov directions to their reference, per strategy (Fig. 3a), with the fits
+√(αt² + βt + ε²) of the fits stage and the Lyapunov bounds e^{λN t}ε ≤ d(t) ≤ e^{λ1 t}ε
+(Fig. 3b, App. C.5), over the ε sweep (App. C.3), and in float32 against float64 (App. C.4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from chaosgd.analysis.plots import style
+from chaosgd.analysis.plots.figure_data import FigureData
+from chaosgd.analysis.plots.loading import Run, dataset_title, title
+from chaosgd.engine.models import build_model, init_distance
+from chaosgd.planning.vocab import STRATEGIES
+
+
+def _main_dtype(run: Run, distances: pd.DataFrame) -> str:
+    """The ensemble in the reference's own dtype (the paper's float32), else the first one."""
+    dtypes = list(dict.fromkeys(distances["dtype"]))
+    return run.settings["dtype"] if run.settings["dtype"] in dtypes else dtypes[0]
+
+
+def _curve(df: pd.DataFrame, strategy: str, eps: float, dtype: str) -> pd.DataFrame:
+    """The rows of one (strategy, ε, dtype): a distance curve, or a fit's single row.
+
+    Raises ``ValueError`` naming the table when there are none (results of another ε or dtype
+    than the figure's): an empty curve would be drawn as nothing, without a word.
+    """
+    sel = df[(df["strategy"] == strategy) & (df["eps"] == eps) & (df["dtype"] == dtype)]
+    if sel.empty:
+        raise ValueError(
+            f"{df.attrs.get('path', 'table')}: no rows for strategy {strategy}, eps {eps:g}, "
+            f"{dtype} (it has eps {sorted(set(df['eps']))}, dtypes {sorted(set(df['dtype']))})"
+        )
+    return sel.sort_values("step") if "step" in sel else sel
+
+
+def _strategies(df: pd.DataFrame) -> list[str]:
+    present = set(df["strategy"])
+    return [s for s in style.strategy_order() if s in present]
+
+
+def _ref_title(run: Run) -> str:
+    s = run.settings
+    return f"{dataset_title(s)}, seed {s['seed']}"
+
+
+INIT_DISTANCE_LABEL = "E‖θ₁−θ₂‖ of two default inits (App. A.8)"
+
+
+def expected_init_distance(settings: dict) -> float:
+    """√E‖θ₁ − θ₂‖² of two default initializations of the run's model (App. A.8): 4.515 for
+    the paper's MLP 256-20-10 (the paper's 6.38 is √2 times that, a variance counted twice)."""
+    model = build_model(settings["model"], settings["activation"], settings["hidden"])
+    return init_distance(model)
+
+
+def plot_divergence(runs: list[Run], name: str, eps: float):
+    """Distance of each perturbed copy to its reference over training, per strategy, ε = ``eps``
+    (Fig. 3a); one panel per reference run, in the reference's dtype, with the expected distance
+    of two default initializations of its model (App. A.8) as a horizontal line, the scale
+    against which the paper reads the distances.
+
+    Data: a panel per reference (its run id), series the strategies and ``init_distance``.
+    """
+    data = FigureData()
+    fig, axes = style.figure(len(runs), height=2.6)
+    for tag, (ax, run) in zip("abcdefgh", zip(axes, runs)):
+        df = run.table("distances", stage="ensembles")
+        dtype = _main_dtype(run, df)
+        for strategy in _strategies(df):
+            label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
+            c = _curve(df, strategy, eps, dtype)
+            label = label if ax is axes[0] else None
+            data.plot(ax, run.run_id, strategy, c["step"], c["distance"], color=colour, label=label)
+        data.hline(
+            ax,
+            run.run_id,
+            "init_distance",
+            expected_init_distance(run.settings),
+            color="#888888",
+            linestyle="--",
+            linewidth=0.8,
+            label=INIT_DISTANCE_LABEL if ax is axes[0] else None,
+        )
+        ax.set_xlabel("step")
+        ax.set_ylabel("‖θ_B(t) − θ_A(t)‖")
+        ax.set_title(f"({tag}) {_ref_title(run)}, {dtype}", loc="left")
+    style.suptitle(
+        fig,
+        f"{name}: divergence of models perturbed at initialization by ε = {eps:g} along "
+        "Lyapunov directions\n" + title(runs[:1], runs[0].run_id).split(": ", 1)[1],
+    )
+    style.legend_below(fig, 3)  # 6 entries in 2 rows: 4 columns outgrow the figure
+    return fig, data
+
+
+def plot_fit(runs: list[Run], name: str, eps: float):
+    """The distances of the first run with their √(αt² + βt + ε²) fits, and between the Lyapunov
+    bounds e^{λN t}ε and e^{λ1 t}ε on a log scale (Fig. 3b).
+
+    Data: panel ``fit`` (series "<strategy>", "<strategy>: fit"), panel ``bounds`` (series
+    "<strategy>", "upper", "lower").
+    """
+    run = runs[0]
+    df = run.table("distances", stage="ensembles")
+    fits = run.table("fits", stage="fits")
+    bounds = run.table("bounds", stage="fits")
+    dtype = _main_dtype(run, df)
+    data = FigureData()
+    fig, (ax_fit, ax_b) = style.figure(2)
+    for strategy in _strategies(df):
+        label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
+        c = _curve(df, strategy, eps, dtype)
+        f = _curve(fits, strategy, eps, dtype).iloc[0]
+        t = c["step"].to_numpy(dtype=float)
+        model = np.sqrt(f["alpha"] * t**2 + f["beta"] * t + eps**2)
+        data.plot(
+            ax_fit,
+            "fit",
+            strategy,
+            t,
+            c["distance"],
+            color=colour,
+            label=f"{label}; fit R² = {f['r2']:.3f}",
+        )
+        data.plot(
+            ax_fit,
+            "fit",
+            f"{strategy}: fit",
+            t,
+            model,
+            color="#d7301f",
+            linestyle="--",
+            linewidth=0.8,
+        )
+        data.plot(ax_b, "bounds", strategy, t, c["distance"], color=colour)
+    b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)].drop_duplicates("step")
+    data.plot(
+        ax_b,
+        "bounds",
+        "upper",
+        b["step"],
+        b["upper"],
+        color=style.BOUND_COLOUR,
+        marker="^",
+        ms=3,
+        label="bounds e^{λ1 t}ε, e^{λN t}ε",
+    )
+    data.plot(
+        ax_b,
+        "bounds",
+        "lower",
+        b["step"],
+        b["lower"],
+        color=style.BOUND_COLOUR,
+        marker="v",
+        ms=3,
+    )
+    ax_b.fill_between(
+        b["step"], b["lower"], b["upper"], color=style.BOUND_COLOUR, alpha=0.1, linewidth=0
+    )
+    ax_b.set_yscale("log")
+    # the lower bound goes to 0 (e^{λN t} with λN < 0): show it only down to well below the data
+    data_min = df[(df["eps"] == eps) & (df["dtype"] == dtype)]["distance"].min()
+    top = max(float(b["upper"].max()) if len(b) else 0.0, float(df["distance"].max()))
+    ax_b.set_ylim(data_min / 1e3, top * 3)
+    ax_fit.set_title("(a) data and fit √(αt² + βt + ε²) (red, dashed)", loc="left")
+    ax_b.set_title("(b) data between the Lyapunov bounds (log scale)", loc="left")
+    for ax in (ax_fit, ax_b):
+        ax.set_xlabel("step")
+        ax.set_ylabel("‖θ_B(t) − θ_A(t)‖")
+    style.suptitle(fig, title(runs, name) + f"\nε = {eps:g}, {dtype}")
+    handles = [h for ax in (ax_fit, ax_b) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2)
+    return fig, data
+
+
+def plot_sweep(runs: list[Run], name: str):
+    """The ε sweep of the first run (App. C.3): distance curves per strategy, one line per ε,
+    and the final training and validation accuracy of the perturbed copies against ε.
+
+    Data: a panel per strategy (series "eps=<ε>"), panel ``final accuracy`` (x = ε; series
+    "<strategy>: train", "<strategy>: val", and the unperturbed reference's "reference: train",
+    "reference: val").
+    """
+    run = runs[0]
+    df = run.table("distances", stage="ensembles")
+    members = run.table("members", stage="ensembles")
+    dtype = _main_dtype(run, df)
+    strategies = _strategies(df)
+    colours = style.eps_colours(sorted(set(df["eps"])))
+    data = FigureData()
+    fig, axes = style.figure(len(strategies) + 1, height=2.2, rows=2)
+    for tag, (ax, strategy) in zip("abcdef", zip(axes, strategies)):
+        for eps, colour in colours.items():
+            c = _curve(df, strategy, eps, dtype)
+            data.plot(
+                ax,
+                strategy,
+                f"eps={eps:g}",
+                c["step"],
+                c["distance"],
+                color=colour,
+                label=f"ε = {eps:g}" if ax is axes[0] else None,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("distance")
+        ax.set_title(f"({tag}) {STRATEGIES[strategy].label}", loc="left")
+    ax = axes[-1]
+    m = members[members["dtype"] == dtype]
+    if not (m["strategy"] == "reference").any():
+        raise ValueError(f"{members.attrs.get('path', 'members')}: no {dtype} reference member")
+    ref = m[m["strategy"] == "reference"].iloc[0]
+    panel = "final accuracy"
+    for strategy in strategies:
+        colour = STRATEGIES[strategy].colour
+        rows = m[m["strategy"] == strategy].sort_values("eps")
+        data.plot(
+            ax,
+            panel,
+            f"{strategy}: train",
+            rows["eps"],
+            rows["train_acc"],
+            color=colour,
+            marker="o",
+            ms=3,
+        )
+        data.plot(
+            ax,
+            panel,
+            f"{strategy}: val",
+            rows["eps"],
+            rows["val_acc"],
+            color=colour,
+            marker="s",
+            ms=3,
+            linestyle="--",
+        )
+    data.hline(ax, panel, "reference: train", ref["train_acc"], color="#888888", linewidth=0.7)
+    data.hline(
+        ax, panel, "reference: val", ref["val_acc"], color="#888888", linewidth=0.7, linestyle="--"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("ε")
+    ax.set_ylabel("final accuracy")
+    ax.set_title(f"({'abcdef'[len(strategies)]}) train (○), validation (□); grey: A", loc="left")
+    style.suptitle(fig, title(runs, name) + f"\nthe ε sweep, {dtype}")
+    style.legend_below(fig, len(colours))
+    return fig, data
+
+
+def plot_precision(runs: list[Run], name: str):
+    """Small perturbations (ε ≤ 0.1) in each dtype of the first run, d(t)/ε per strategy: float32
+    against float64, each against its own reference (App. C.4).
+
+    Data: a panel per strategy, series "eps=<ε> <dtype>", y = d(t)/ε.
+    """
+    run = runs[0]
+    df = run.table("distances", stage="ensembles")
+    strategies = _strategies(df)
+    all_eps = sorted(set(df["eps"]))
+    small = [e for e in all_eps if e <= 0.1] or all_eps[:1]
+    colours = style.eps_colours(small)
+    dtypes = list(dict.fromkeys(df["dtype"]))
+    data = FigureData()
+    fig, axes = style.figure(len(strategies), height=2.2, rows=2)
+    for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
+        for eps, colour in colours.items():
+            # the first dtype wide and light, the next ones thin and dashed on top of it, so
+            # that coinciding curves stay visible
+            for i, dtype in enumerate(dtypes):
+                c = _curve(df, strategy, eps, dtype)
+                label = f"ε = {eps:g}, {dtype}" if ax is axes[0] else None
+                dash = (
+                    dict(linewidth=2.2, alpha=0.45)
+                    if i == 0
+                    else dict(linewidth=0.9, linestyle="--")
+                )
+                data.plot(
+                    ax,
+                    strategy,
+                    f"eps={eps:g} {dtype}",
+                    c["step"],
+                    c["distance"] / eps,
+                    color=colour,
+                    label=label,
+                    **dash,
+                )
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("d(t) / ε")
+        ax.set_title(f"({tag}) {STRATEGIES[strategy].label}", loc="left")
+    style.suptitle(
+        fig,
+        title(runs, name)
+        + "\nsmall perturbations: "
+        + " (wide) vs ".join(dtypes)
+        + (" (dashed)" if len(dtypes) > 1 else "")
+        + ", each against its own reference",
+    )
+    style.legend_below(fig, len(colours) * len(dtypes))
+    return fig, data
+
+
+def plot_bounds(runs: list[Run], name: str, eps: float):
+    """Distances against the Lyapunov bounds e^{λN t}ε ≤ d(t) ≤ e^{λ1 t}ε at the readout steps, one
+    panel per strategy, with the fraction of steps where each bound holds (App. C.5).
+
+    Data: a panel per strategy, series ``distance``, ``upper``, ``lower``.
+    """
+    run = runs[0]
+    bounds = run.table("bounds", stage="fits")
+    fits = run.table("fits", stage="fits")
+    dtype = (
+        run.settings["dtype"]
+        if run.settings["dtype"] in set(bounds["dtype"])
+        else bounds["dtype"].iloc[0]
+    )
+    b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)]
+    strategies = [s for s in style.strategy_order() if s in set(b["strategy"])]
+    data = FigureData()
+    fig, axes = style.figure(len(strategies), height=2.2, rows=2)
+    for tag, (ax, strategy) in zip("abcde", zip(axes, strategies)):
+        label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
+        c = b[b["strategy"] == strategy].sort_values("step")
+        f = _curve(fits, strategy, eps, dtype).iloc[0]
+        for col, col_colour, marker, dash, legend in (
+            ("distance", colour, "o", "-", "distance"),
+            ("upper", style.BOUND_COLOUR, "^", "-", "e^{λ1(t) t} ε"),
+            ("lower", style.BOUND_COLOUR, "v", "--", "e^{λN(t) t} ε"),
+        ):
+            data.plot(
+                ax,
+                strategy,
+                col,
+                c["step"],
+                c[col],
+                color=col_colour,
+                marker=marker,
+                ms=3,
+                ls=dash,
+                label=legend if ax is axes[0] else None,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("distance")
+        ax.set_title(
+            f"({tag}) {label}\nlower holds {f['lower_bound_holds']:.0%}, "
+            f"upper {f['upper_bound_holds']:.0%}",
+            loc="left",
+        )
+    style.suptitle(
+        fig, title(runs, name) + f"\nLyapunov bounds at the readout steps, ε = {eps:g}, {dtype}"
+    )
+    style.legend_below(fig, 3)
+    return fig, data

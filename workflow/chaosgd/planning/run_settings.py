@@ -1,0 +1,262 @@
+"""What defines one training run, and its command-line form.
+
+A run is dataset × model × activation × optimizer variant × pruning onset × momentum × seed,
+plus the training settings. The planner (``chaosgd.planning.plan``) builds :class:`RunSettings` from the
+config; the stages that train (``chaosgd.train`` and the stages built on it) parse them back
+from the command line. Kept free of torch so that the Snakefile imports it quickly.
+
+Optimizer variants are short names:
+
+``sgd``
+    plain SGD (momentum as configured).
+``cgd-<set>[-top<k>|-random<k>][-noise]``
+    chaos-sensitive gradient descent pruning the ``chaotic`` (|1 − ηλ| > 1), ``negative``
+    (λ < 0) or ``positive`` (λ > 0) Hessian eigenspace: all of it, the ``k`` largest
+    (``top``), or ``k`` at random (``random``); ``-noise`` replaces the pruned components by
+    Gaussian noise instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from chaosgd.planning.vocab import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    CURVATURE_METHODS,
+    DATASETS,
+    DEVICES,
+    DTYPES,
+    PRUNE_SETS,
+    SELECTIONS,
+    VARIANT_RE,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An optimizer variant, parsed from its name."""
+
+    name: str
+    optimizer: str  # "sgd" or "cgd"
+    prune_set: str | None = None
+    selection: str = "all"  # "all", "top_k" or "random_k"
+    k: int | None = None
+    noise: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> "Variant":
+        """Parse a variant name (``sgd`` or ``cgd-<set>[-top<k>|-random<k>][-noise]``); raise
+        ``ValueError`` for any other name.
+        """
+        m = VARIANT_RE.match(name)
+        if not m:
+            raise ValueError(
+                f"unknown optimizer variant {name!r}: expected 'sgd' or "
+                f"'cgd-<{'|'.join(PRUNE_SETS)}>[-top<k>|-random<k>][-noise]'"
+            )
+        if name == "sgd":
+            return cls(name=name, optimizer="sgd")
+        selection = SELECTIONS[m["sel"] or ""]
+        return cls(
+            name=name,
+            optimizer="cgd",
+            prune_set=m["set"],
+            selection=selection,
+            k=int(m["k"]) if m["k"] else None,
+            noise=bool(m["noise"]),
+        )
+
+
+# help texts of the fields, shown by ``python -m chaosgd.train --help``
+HELP = {
+    "run_id": "name of the run (the results folder name)",
+    "dataset": f"dataset name ({' or '.join(DATASETS)})",
+    "model": " or ".join(ARCHITECTURES),
+    "activation": " or ".join(ACTIVATIONS),
+    "hidden": "hidden units of the MLP (ignored by the CNN)",
+    "variant": f"optimizer variant: sgd or cgd-<{'|'.join(PRUNE_SETS)}>[-top<k>|-random<k>][-noise]",
+    "onset": "CGD prunes from this step on (plain SGD before it)",
+    "momentum": "SGD momentum (PyTorch convention)",
+    "seed": "fixes the initialization and the batch order",
+    "lr": "learning rate",
+    "batch_size": "minibatch size",
+    "epochs": "passes over the (sub)sampled training set",
+    "dtype": "training dtype (the curvature engine always works in float64)",
+    "train_size": "use this many training images (a fixed random subset); 0 = all",
+    "test_size": "use this many test images for validation; 0 = all",
+    "subset_seed": "seed of the training/test subsets (the same for every run)",
+    "evals_per_epoch": "full train/validation evaluations per epoch",
+    "spectrum": "compute the Hessian spectrum at every step of SGD runs (CGD always does)",
+    "curvature": "eigensolver: auto, dense (the reference method) or lowrank",
+    "noise_scale": "std of the noise of -noise variants; 0 = the mean absolute gradient entry",
+    "checkpoint_every": "write a resumable checkpoint every this many steps",
+    "device": "auto (CUDA when present), cpu or cuda (fails without a GPU)",
+}
+
+
+# How each setting reaches a run. The run id (the results folder, chaosgd.planning.plan.run_id) must tell
+# apart every two runs of one config, so every setting that can differ between them is in it:
+#   name      the run id itself
+#   identity  an experiment's own key, always spelled in the run id
+#   override  a training setting an experiment may override; spelled in the run id (RUN_ID_SUFFIX)
+#             whenever the experiment's value differs from the training section's
+#   recorded  a training setting an experiment may override that changes what a run records, not
+#             its trajectory: runs that differ only here are one run, recording what any asks
+#   shared    one value for all runs of a config (the training section's, or the top level's)
+# A new field of RunSettings without a role here is an error at import time.
+ROLES = {
+    "run_id": "name",
+    "dataset": "identity",
+    "model": "identity",
+    "activation": "identity",
+    "hidden": "identity",
+    "variant": "identity",
+    "onset": "identity",
+    "momentum": "identity",
+    "seed": "identity",
+    "lr": "override",
+    "batch_size": "override",
+    "epochs": "override",
+    "dtype": "override",
+    "train_size": "override",
+    "spectrum": "recorded",
+    "test_size": "shared",
+    "subset_seed": "shared",
+    "evals_per_epoch": "shared",
+    "curvature": "shared",
+    "noise_scale": "shared",
+    "checkpoint_every": "shared",
+    "device": "shared",
+}
+# how an overridden setting is spelled in the run id
+RUN_ID_SUFFIX = {
+    "lr": lambda v: f"lr{v:g}",
+    "batch_size": lambda v: f"b{v}",
+    "epochs": lambda v: f"ep{v}",
+    "dtype": lambda v: {"float32": "f32", "float64": "f64"}[v],
+    "train_size": lambda v: f"n{v}",
+}
+# shared settings that live at the config's top level rather than in its training section
+TOP_LEVEL = ("device",)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that defines one training run; validated on construction (``ValueError``).
+
+    Field meanings are in :data:`HELP`, how each reaches the run id in :data:`ROLES`.
+    """
+
+    run_id: str
+    dataset: str
+    model: str
+    activation: str
+    hidden: int
+    variant: str
+    onset: int
+    momentum: float
+    seed: int
+    lr: float
+    batch_size: int
+    epochs: int
+    dtype: str
+    train_size: int
+    test_size: int
+    subset_seed: int
+    evals_per_epoch: int
+    spectrum: bool
+    curvature: str
+    noise_scale: float
+    checkpoint_every: int
+    device: str
+
+    def __post_init__(self) -> None:
+        Variant.parse(self.variant)
+        checks = {
+            "model": self.model in ARCHITECTURES,
+            "activation": self.activation in ACTIVATIONS,
+            "dtype": self.dtype in DTYPES,
+            "device": self.device in DEVICES,
+            "curvature": self.curvature in CURVATURE_METHODS,
+            "hidden": self.hidden >= 1,
+            "onset": self.onset >= 0,
+            "momentum": 0 <= self.momentum < 1,
+            "lr": self.lr > 0,
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "train_size": self.train_size >= 0,
+            "test_size": self.test_size >= 0,
+            "evals_per_epoch": self.evals_per_epoch >= 1,
+            "noise_scale": self.noise_scale >= 0,
+            "checkpoint_every": self.checkpoint_every >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"run {self.run_id}: invalid " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
+            )
+
+    @property
+    def parsed_variant(self) -> Variant:
+        """The optimizer variant, parsed."""
+        return Variant.parse(self.variant)
+
+    @property
+    def needs_spectrum(self) -> bool:
+        """Whether every step needs the Hessian eigenpairs: with ``spectrum``, and for CGD."""
+        return self.spectrum or self.parsed_variant.optimizer == "cgd"
+
+    def to_args(self) -> list[str]:
+        """The command-line arguments that :meth:`from_namespace` parses back."""
+        args = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.type == "bool":
+                args.append(flag if value else "--no-" + flag[2:])
+            else:
+                args += [flag, repr(value) if isinstance(value, float) else str(value)]
+        return args
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (field order kept), as recorded in ``run.json``."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """Add one required option per field to ``parser`` (``--x`` / ``--no-x`` for booleans)."""
+        group = parser.add_argument_group("run settings")
+        for f in fields(RunSettings):
+            flag = "--" + f.name.replace("_", "-")
+            kind = {"int": int, "float": float, "str": str}.get(f.type)
+            if f.type == "bool":
+                group.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, required=True, help=HELP[f.name]
+                )
+            else:
+                group.add_argument(flag, type=kind, required=True, help=HELP[f.name])
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace) -> "RunSettings":
+        """The settings from options parsed with :meth:`add_arguments`."""
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+
+
+def _check_roles() -> None:
+    names = [f.name for f in fields(RunSettings)]
+    unknown = set(ROLES.values()) - {"name", "identity", "override", "recorded", "shared"}
+    missing, extra = set(names) - set(ROLES), set(ROLES) - set(names)
+    overrides = {k for k, role in ROLES.items() if role == "override"}
+    if unknown or missing or extra or overrides != set(RUN_ID_SUFFIX) or set(HELP) != set(names):
+        raise RuntimeError(
+            "chaosgd.planning.run_settings: every RunSettings field needs a role in ROLES, a help text in HELP "
+            "and, for overrides, a RUN_ID_SUFFIX spelling: "
+            f"missing {sorted(missing)}, extra {sorted(extra)}, unknown roles {sorted(unknown)}"
+        )
+
+
+_check_roles()

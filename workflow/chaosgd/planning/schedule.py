@@ -1,0 +1,67 @@
+"""The step schedule of a run: how many steps it takes, and when its exact readouts fall.
+
+The one home of these counts: the planner (run lengths, onsets, readouts), the job costs, the
+trainer, the lockstep ensembles and the Lyapunov readouts all read them here. Pure Python, so
+that the Snakefile can plan without torch or numpy.
+"""
+
+from __future__ import annotations
+
+import math
+
+from chaosgd.planning.run_settings import RunSettings
+from chaosgd.planning.vocab import DATASETS
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch: every image once, the last batch possibly smaller."""
+    if n_images < 1 or batch_size < 1:
+        raise ValueError(f"steps_per_epoch: {n_images} images, batch {batch_size}")
+    return math.ceil(n_images / batch_size)
+
+
+def run_steps(n_images: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of a run: ⌈images / batch⌉ per epoch × epochs."""
+    return steps_per_epoch(n_images, batch_size) * epochs
+
+
+def train_images(settings: RunSettings) -> int:
+    """The run's training images: its ``train_size`` subset, or the whole training set."""
+    total = DATASETS[settings.dataset].train_size
+    return min(settings.train_size, total) if settings.train_size else total
+
+
+def train_steps(settings: RunSettings) -> int:
+    """The run's optimizer steps, from its settings and its dataset's size."""
+    return run_steps(train_images(settings), settings.batch_size, settings.epochs)
+
+
+def _geomspace(start: float, stop: float, num: int) -> list[float]:
+    """``num`` log-spaced values from ``start`` to ``stop`` inclusive (numpy's geomspace)."""
+    if num == 1:
+        return [float(start)]
+    ratio = (stop / start) ** (1 / (num - 1))
+    return [start * ratio**k for k in range(num - 1)] + [float(stop)]
+
+
+def readout_steps(
+    total: int, readouts: int, early: int = 0, anchors: tuple[int, ...] = ()
+) -> list[int]:
+    """The exact readouts' steps: ``readouts`` evenly spaced over ``total`` (the last one at
+    ``total``), ``early`` more log-spaced from step 1 up to the first of those, so that the start
+    of training, where App. C.1's exponents are above 0, is resolved, and the ``anchors`` within
+    the run (App. C.2's reference times t₀)."""
+    if total < 1 or readouts < 1 or early < 0:
+        raise ValueError(f"readout_steps: total {total}, readouts {readouts}, early {early}")
+    steps = {max(1, round(k * total / readouts)) for k in range(1, readouts + 1)}
+    if early:
+        first = min(steps)
+        steps |= {int(round(v)) for v in _geomspace(1, first, early + 1)[:-1]}
+    steps |= {int(a) for a in anchors if 1 <= int(a) <= total}
+    return sorted(steps)
+
+
+def anchor_steps(anchors, total: int) -> list[int]:
+    """App. C.2's reference times t₀ clipped to a run of ``total`` steps (the reference code's
+    10 and 10⁴ steps; one past the end becomes the last step), distinct and ascending."""
+    return sorted({min(max(1, int(a)), total) for a in anchors})

@@ -1,0 +1,3 @@
+"""The run machinery: training loops, data and batch order, lockstep ensembles,
+perturbations, checkpoints and recovery, and the files jobs read and write.
+"""

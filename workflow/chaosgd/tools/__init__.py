@@ -1,0 +1,1 @@
+"""Tools beside the workflow: sharing results (archive) and benchmarks (bench)."""
