@@ -1,7 +1,8 @@
 """Shared fixtures, and the test tiers.
 
 Tests under ``tests/workflow/`` run the real pipeline through Snakemake (minutes each): they are
-marked ``workflow``, so that ``pytest -m "not workflow"`` is the fast tier. Helpers the tests
+marked ``workflow``; unit tests of several seconds are marked ``slow``, so that
+``pytest -m "not workflow and not slow"`` is the fast tier. Helpers the tests
 share live in ``tests/support/``; no test file imports another.
 """
 

@@ -232,21 +232,41 @@ def test_a_cycle_a_private_import_and_an_upward_import_are_caught(tmp_path):
     assert "runs" not in ALLOWED[role("engine.c")]
 
 
-@pytest.mark.parametrize("module", STAGES + list(TOOLS))
-def test_code_closure_is_what_python_imports(module):
-    """The rules' code inputs (read from the sources) equal what importing the module loads."""
-    script = (
-        f"import sys, chaosgd.{module}\n"
-        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'chaosgd')))"
-    )
+@pytest.fixture(scope="module")
+def imported():
+    """What importing each stage and tool loads, each in its own interpreter (all at once:
+    every one imports torch, which takes seconds)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
-    imported = {
-        str(module_file(m.split(".", 1)[1]) if "." in m else PACKAGE / "__init__.py") for m in out
+    procs = {
+        module: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import sys, chaosgd.{module}\n"
+                "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'chaosgd'))",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for module in STAGES + list(TOOLS)
     }
-    assert set(code_closure(module)) == imported
+    out = {}
+    for module, proc in procs.items():
+        stdout, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, module
+        out[module] = stdout.split()
+    return out
+
+
+@pytest.mark.parametrize("module", STAGES + list(TOOLS))
+def test_code_closure_is_what_python_imports(module, imported):
+    """The rules' code inputs (read from the sources) equal what importing the module loads."""
+    files = {
+        str(module_file(m.split(".", 1)[1]) if "." in m else PACKAGE / "__init__.py")
+        for m in imported[module]
+    }
+    assert set(code_closure(module)) == files
 
 
 def test_conda_environment_pins_the_package_dependencies():

@@ -154,6 +154,7 @@ def run_stage(stage, made, tmp_path, damage=None, file=None, capsys=None):
     return rc, [ln for ln in lines if ln.startswith("error:")], path, out
 
 
+@pytest.mark.slow
 def test_every_stage_runs_on_the_intact_results(made, tmp_path, capsys):
     """The baseline of the cases below: each stage succeeds on what the stages made."""
     for stage in STAGES:

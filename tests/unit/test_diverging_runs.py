@@ -65,6 +65,7 @@ def test_non_finite_gradient_fails_before_the_update(fmnist_pt, monkeypatch):
     assert not job.rows  # nothing recorded
 
 
+@pytest.mark.slow
 def test_the_lyapunov_stage_fails_the_same_way(tmp_path, fmnist_pt, capsys):
     s = settings(run_id="exploding", lr=1e4, spectrum=True)
     out = {name: tmp_path / name for name in run_outputs.OUTPUTS + tuple(lyapunov.LYAP_OUTPUTS)}

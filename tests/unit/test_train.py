@@ -173,6 +173,7 @@ def test_cuda_demanded_without_gpu_fails_clearly(tmp_path, fmnist_pt, capsys):
     assert not any(p.exists() for p in out.values())
 
 
+@pytest.mark.slow
 def test_negative_pruning_learns_less_than_sgd_over_seeds(fmnist_pt):
     """The paper's Fig. 1 effect on a small slice: every seed, with a margin."""
     gaps = []

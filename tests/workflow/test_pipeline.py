@@ -125,7 +125,7 @@ def test_figures_from_the_cache_in_a_fresh_checkout_without_training(tiny, tmp_p
 
 def _edit_curvature(checkout):
     """A one-line change in a library module that training imports (not a stage module)."""
-    path = checkout / "workflow" / "chaosgd" / "curvature.py"
+    path = checkout / "workflow" / "chaosgd" / "engine" / "curvature.py"
     text = path.read_text()
     path.write_text(text + "\n_ONE_LINE_CHANGE = 1\n")
     return path, text

@@ -551,6 +551,7 @@ def _mlp_eigenpairs(hidden, seed):
     return hessian_eigenpairs(loss_fn, theta, "auto", **models.hessian_structure(model, x, y))
 
 
+@pytest.mark.slow  # the paper's MLP, N = 5350: ~30 s each on 2 cores
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_update_through_the_range_basis_equals_the_dense_update(momentum):
     """Applying H = S (W Λ Wᵀ) Sᵀ through the MLP's range basis is the same map as the two

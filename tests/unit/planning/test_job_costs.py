@@ -105,7 +105,9 @@ def test_paper_usps_cgd_run_asks_for_its_measured_time_with_headroom():
     run = p.runs[USPS_CGD]
     assert train_steps(run) == 36480
     req = p.request("train", USPS_CGD)
-    measured = 0.028 * 36480  # the eigenpairs' median per step, timed alone (README)
+    measured = (
+        0.028 * 36480
+    )  # the eigenpairs' median per step, timed alone (docs/costs-and-benchmarks.md)
     assert req.runtime >= 1.5 * measured / 60
     # and not wildly more: the spectrum dominates, the rest is overheads
     assert req.runtime <= 1.5 * 1.3 * measured / 60
@@ -135,7 +137,7 @@ def test_fashion_mnist_and_cnn_runs():
     assert fm.runtime > 8 * usps.runtime
     assert fm.mem_mb > usps.mem_mb  # a larger dataset and 8× the step records
     cnn = p.request("train", CNN_CGD)
-    # the CNN's dense eigenpairs: 0.278 s per step (README), 2.8 h per USPS run
+    # the CNN's dense eigenpairs: 0.278 s per step (docs/costs-and-benchmarks.md), 2.8 h per USPS run
     assert cnn.runtime >= 1.5 * 0.278 * 36480 / 60
     assert cnn.mem_mb < usps.mem_mb  # N = 1158: its Hessian is small
 

@@ -98,7 +98,7 @@ COSTS: dict[str, Cost] = {
     # bench: 12.8 s with the triangular product of the fold (17.4-18.6 s with a full GEMM)
     "reorth": Cost(12.8, "re-orthonormalization", "∝ N³"),
     # a late readout of a long run, whose factor is strongly graded: 112 s on 2 threads for a
-    # 434-nat N = 5350 factor (README), ≈ 200 s on one; an early, nearly isometric one takes
+    # 434-nat N = 5350 factor (docs/costs-and-benchmarks.md), ≈ 200 s on one; an early, nearly isometric one takes
     # 30-60 s (bench costs times one at step 6: 48-55 s scaled from N = 1612)
     "readout": Cost(200.0, "exact Lyapunov readout", "∝ N³"),
     # bench: 56 members, 100 steps

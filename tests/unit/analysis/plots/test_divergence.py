@@ -59,6 +59,7 @@ def test_divergence_shows_the_expected_distance_of_two_initializations(results, 
     assert "√2" in FIGURE_KINDS["divergence"].shows and "6.38" in FIGURE_KINDS["divergence"].shows
 
 
+@pytest.mark.slow
 def test_fit_bounds_sweep_and_precision_values(results, tmp_path):
     dist = pd.read_parquet(results / "ensembles" / REF / "distances.parquet")
     fits = pd.read_parquet(results / "fits" / REF / "fits.parquet")

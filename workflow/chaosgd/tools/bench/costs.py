@@ -240,7 +240,7 @@ def command(args) -> int:
         dense_mlp=args.dense_mlp,
     )
     print(
-        f"# chaosgd.tools.bench.cli costs: device={args.device} threads={torch.get_num_threads()} "
+        f"# chaosgd.tools.bench costs: device={args.device} threads={torch.get_num_threads()} "
         f"hidden={args.hidden} batch={args.batch} load1={load1():.2f}"
     )
     print(

@@ -236,7 +236,7 @@ def command(args) -> int:
     )
     load = load1()
     print(
-        f"# chaosgd.tools.bench.cli curvature: device={args.device} dtype={args.dtype} "
+        f"# chaosgd.tools.bench curvature: device={args.device} dtype={args.dtype} "
         f"threads={torch.get_num_threads()} batch={args.batch} steps={args.steps} "
         f"load1={load:.2f}"
     )

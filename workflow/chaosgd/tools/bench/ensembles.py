@@ -123,7 +123,7 @@ def command(args) -> int:
         repeats=args.repeats,
     )
     print(
-        f"# chaosgd.tools.bench.cli ensembles: device={args.device} threads={torch.get_num_threads()} "
+        f"# chaosgd.tools.bench ensembles: device={args.device} threads={torch.get_num_threads()} "
         f"N={rows[0]['n_params']} (MLP 256→{args.hidden}→10) batch={args.batch} "
         f"steps={args.steps} record_every={args.record_every} repeats={args.repeats} "
         f"load1={load1():.2f}"

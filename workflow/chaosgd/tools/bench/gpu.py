@@ -141,7 +141,7 @@ def _print_report(out: dict, env: dict, file=None) -> None:
     dev = env["device"]
     where = env.get("gpu", dev)
     print(
-        f"# chaosgd.tools.bench.cli gpu: device {where} ({dev}; torch {env['torch']}, CUDA "
+        f"# chaosgd.tools.bench gpu: device {where} ({dev}; torch {env['torch']}, CUDA "
         f"{env.get('cuda')}) against the CPU ({env['cpu']}, {env['cpus']} cores, "
         f"{env['threads']} torch threads); curvature in float64",
         file=f,
@@ -212,7 +212,7 @@ def command(args) -> int:
     """Run ``python -m chaosgd.tools.bench gpu``; the exit status (1: an agreement check failed)."""
     if args.device == "cuda" and not torch.cuda.is_available():
         print(
-            f"chaosgd.tools.bench.cli gpu: --device cuda, but PyTorch sees no CUDA device (torch "
+            f"chaosgd.tools.bench gpu: --device cuda, but PyTorch sees no CUDA device (torch "
             f"{torch.__version__}, CUDA build {torch.version.cuda}); run it on a GPU machine, or "
             "with --device cpu to run both sides on the CPU",
             file=sys.stderr,

@@ -246,7 +246,7 @@ def command(args) -> int:
     )
     r0 = rows[0]
     print(
-        f"# chaosgd.tools.bench.cli tangent: device={args.device} dtype=float64 "
+        f"# chaosgd.tools.bench tangent: device={args.device} dtype=float64 "
         f"threads={torch.get_num_threads()} N={r0['n_params']} (MLP 256→{args.hidden}→10) "
         f"batch={args.batch} steps={args.steps} lr={args.lr:g} "
         f"reorth_every={args.reorth_every} load1={load1():.2f}"
