@@ -28,10 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support.slurmcluster import SlurmCluster, slurm_available  # noqa: E402
+from support.slurmcluster import SlurmCluster, slurm_available
+from support.workflow import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 
 # Rules that must run with exactly one GPU; every other rule must get none.

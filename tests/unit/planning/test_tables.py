@@ -47,3 +47,33 @@ def test_subspace_columns_cover_every_kind_and_part():
     cols = tables.SUBSPACES.columns
     assert cols[:2] == ("t0", "step") and len(cols) == 2 + 5 * len(tables.SUBSPACE_KINDS)
     assert "similarity_chaotic" in cols and "random_nonchaotic_vs_chaotic" in cols
+
+
+def _known(table) -> set[str]:
+    return set(table.columns) | set(table.optional)
+
+
+def test_every_column_the_figures_read_is_in_the_schema():
+    from chaosgd.analysis.plots import loading
+
+    for name, (present, finite) in loading.TABLES.items():
+        assert set(present) <= _known(TABLES[name]), name
+        assert set(finite) <= set(present), name
+
+
+def test_every_column_the_claims_read_is_in_the_schema():
+    from chaosgd.analysis.claims import results
+
+    assert set(results.SPECTRUM_COLUMNS) <= _known(STEPS)
+    subspaces = results.SUBSPACE_COLUMNS + results.SUBSPACE_SIMILARITIES
+    assert set(subspaces) <= _known(tables.SUBSPACES)
+    assert set(results.DISTANCE_COLUMNS) <= _known(tables.DISTANCES)
+    assert set(results.FIT_COLUMNS + results.FIT_NUMBERS) <= _known(tables.FITS)
+
+
+def test_a_reader_of_a_column_no_writer_writes_is_caught(monkeypatch):
+    from chaosgd.analysis.plots import loading
+
+    monkeypatch.setitem(loading.TABLES, "epochs", (("step", "train_accuracy"), ("step",)))
+    with pytest.raises(AssertionError, match="epochs"):
+        test_every_column_the_figures_read_is_in_the_schema()
