@@ -56,6 +56,9 @@ def fmnist_pt(tmp_path_factory, fmnist_dir) -> Path:
             "--no-download",
             "--cache-dir",
             str(out.parent / "cache"),
+            # the config's default (the paper's): without antialiasing, as the reference code
+            "--resize",
+            "reference",
         ]
     )
     assert rc == 0

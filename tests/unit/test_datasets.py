@@ -23,8 +23,11 @@ from chaosgd.runs.artifacts import file_digest, load_tensors
 
 def _prepare(tmp: Path, name: str, *extra: str) -> tuple[int, Path, Path]:
     out, manifest = tmp / "out" / f"{name}.pt", tmp / "out" / f"{name}.json"
+    # --resize is required (the rule always passes the config's); the paper's mode unless given
+    resize = [] if "--resize" in extra else ["--resize", "reference"]
     rc = datasets.main(
         [name, "--out", str(out), "--manifest", str(manifest), "--cache-dir", str(tmp / "cache")]
+        + resize
         + list(extra)
     )
     return rc, out, manifest
@@ -33,7 +36,9 @@ def _prepare(tmp: Path, name: str, *extra: str) -> tuple[int, Path, Path]:
 @pytest.fixture(scope="module")
 def fmnist(tmp_path_factory, fmnist_dir):
     tmp = tmp_path_factory.mktemp("fmnist")
-    rc, out, manifest = _prepare(tmp, "fmnist", "--local-dir", str(fmnist_dir), "--no-download")
+    rc, out, manifest = _prepare(
+        tmp, "fmnist", "--local-dir", str(fmnist_dir), "--no-download", "--resize", "antialias"
+    )
     assert rc == 0
     return load_tensors(out), json.loads(manifest.read_text())
 
@@ -106,20 +111,21 @@ def test_reference_resize_is_torchvisions_without_antialiasing_bit_for_bit():
     ours = dataset_prep.to_16x16(images, "reference")
     assert ours.shape == (8, 1, 16, 16) and ours.dtype == torch.float32
     assert torch.equal(ours, _reference_pipeline(images))
-    # and it is another resize than the default: stripes of period 2 pixels, finer than the
+    # and it is another resize than antialias: stripes of period 2 pixels, finer than the
     # 16×16 grid can hold, average to grey with antialiasing and alias to a false wave without
-    default = dataset_prep.to_16x16(images)
+    default = dataset_prep.to_16x16(images, "antialias")
     assert (ours - default).abs().mean() > 0.05
     assert default[0].std() < 0.05 and ours[0].std() > 0.25
 
 
-def test_default_resize_is_the_output_before_the_option():
+def test_antialias_resize_is_the_output_before_the_option():
     images = _images(seed=1)
-    assert torch.equal(dataset_prep.to_16x16(images), _old_to_16x16(images))
     assert torch.equal(dataset_prep.to_16x16(images, "antialias"), _old_to_16x16(images))
     # native 16×16 images are only scaled to [0, 1], whatever the mode
     small = images[:, :16, :16]
-    assert torch.equal(dataset_prep.to_16x16(small, "reference"), dataset_prep.to_16x16(small))
+    assert torch.equal(
+        dataset_prep.to_16x16(small, "reference"), dataset_prep.to_16x16(small, "antialias")
+    )
 
 
 def test_unknown_resize_mode_is_refused(tmp_path, capsys):
@@ -135,10 +141,11 @@ def test_resize_mode_is_a_dataset_setting_passed_to_the_stage():
     from chaosgd.planning.config import ConfigError, validate_config
 
     cfg = validate_config({})
-    assert cfg["datasets"]["fmnist"]["resize"] == "antialias"
-    assert plan.datasets_args(cfg, "fmnist").endswith("--resize antialias")
-    cfg = validate_config({"datasets": {"fmnist": {"resize": "reference"}}})
+    # the paper's setting by default: the reference code's resize, without antialiasing
+    assert cfg["datasets"]["fmnist"]["resize"] == "reference"
     assert plan.datasets_args(cfg, "fmnist").endswith("--resize reference")
+    cfg = validate_config({"datasets": {"fmnist": {"resize": "antialias"}}})
+    assert plan.datasets_args(cfg, "fmnist").endswith("--resize antialias")
     with pytest.raises(ConfigError, match="datasets.fmnist.resize: 'nearest' is not one of"):
         validate_config({"datasets": {"fmnist": {"resize": "nearest"}}})
 
@@ -157,7 +164,7 @@ def test_fmnist_reference_resize_on_the_real_data(tmp_path, fmnist, fmnist_dir):
         "normalization"
     ]["std"]
     assert torch.equal(data["train_x"][:16], expected)
-    # another dataset than the default's, but the same images and labels
+    # another dataset than the antialiased one, but the same images and labels
     default, _ = fmnist
     assert torch.equal(data["train_y"], default["train_y"])
     assert (data["train_x"] - default["train_x"]).abs().mean() > 0.05
@@ -331,3 +338,238 @@ def test_local_folder_without_download(tmp_path, mirror, capsys):
     )
     assert rc == 1
     assert "download (disabled by config)" in capsys.readouterr().err
+
+
+# --- what the sources hold: small hand-made files, refused with the file named -------------
+
+
+def _idx_gz(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` as a gzipped IDX file of unsigned bytes; return its --md5 argument."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload))
+    return f"{path.name}={hashlib.md5(payload).hexdigest()}"
+
+
+def _small_fmnist(folder: Path, **arrays: np.ndarray) -> list[str]:
+    """FashionMNIST-like IDX files (20 train, 10 test images, every class), ``arrays`` replacing
+    a role's content; returns the --md5 arguments that admit them."""
+    rng = np.random.default_rng(0)
+    content = {
+        "train_images": rng.integers(0, 256, size=(20, 28, 28)),
+        "train_labels": np.arange(20) % 10,
+        "test_images": rng.integers(0, 256, size=(10, 28, 28)),
+        "test_labels": np.arange(10) % 10,
+        **arrays,
+    }
+    folder.mkdir(exist_ok=True)
+    md5 = [_idx_gz(folder / f.name, content[f.role]) for f in dataset_prep.SPECS["fmnist"].files]
+    return [a for m in md5 for a in ("--md5", m)]
+
+
+def _fmnist_file(folder: Path, role: str) -> str:
+    """The path a message names for a role's file (the stage resolves the paths it records)."""
+    name = next(f.name for f in dataset_prep.SPECS["fmnist"].files if f.role == role)
+    return str((folder / name).resolve())
+
+
+def _refused(tmp: Path, name: str, folder: Path, md5: list[str], capsys) -> str:
+    """Run the stage on ``folder``; check it fails with one line, writes nothing; the line."""
+    rc, out, manifest = _prepare(tmp, name, "--local-dir", str(folder), "--no-download", *md5)
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert not out.exists() and not manifest.exists()
+    assert not (tmp / "out").exists() or not any((tmp / "out").iterdir())
+    return err
+
+
+def test_small_fmnist_files_are_prepared(tmp_path):
+    """The hand-made files below differ from these in one thing each."""
+    md5 = _small_fmnist(tmp_path / "src")
+    rc, out, _ = _prepare(tmp_path, "fmnist", "--local-dir", str(tmp_path / "src"), *md5)
+    assert rc == 0
+    assert load_tensors(out)["train_x"].shape == (20, 1, 16, 16)
+
+
+def test_fmnist_image_and_label_counts_must_agree(tmp_path, capsys):
+    md5 = _small_fmnist(tmp_path / "src", train_labels=np.arange(19) % 10)
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    images, labels = (_fmnist_file(tmp_path / "src", r) for r in ("train_images", "train_labels"))
+    assert f"{images} holds 20 images but {labels} holds 19 labels" in err
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_fmnist_without_images_is_refused(tmp_path, capsys, split):
+    empty = {f"{split}_images": np.zeros((0, 28, 28)), f"{split}_labels": np.zeros(0)}
+    md5 = _small_fmnist(tmp_path / "src", **empty)
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    assert f"error: {_fmnist_file(tmp_path / 'src', f'{split}_images')}: holds no images" in err
+
+
+def test_fmnist_label_outside_0_to_9_is_named_with_its_index(tmp_path, capsys):
+    labels = np.arange(10) % 10
+    labels[[4, 7]] = [12, 200]
+    md5 = _small_fmnist(tmp_path / "src", test_labels=labels)
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    file = _fmnist_file(tmp_path / "src", "test_labels")
+    assert f"error: {file}: label 12 at index 4 is outside 0..9" in err
+
+
+def test_fmnist_images_of_another_size_are_refused(tmp_path, capsys):
+    md5 = _small_fmnist(tmp_path / "src", train_images=np.zeros((20, 28, 27)))
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    file = _fmnist_file(tmp_path / "src", "train_images")
+    assert f"error: {file}: images are 28x27 as its header says, expected 28x28" in err
+
+
+def test_fmnist_training_split_must_hold_every_class(tmp_path, capsys):
+    md5 = _small_fmnist(tmp_path / "src", train_labels=np.arange(20) % 8)
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    file = _fmnist_file(tmp_path / "src", "train_labels")
+    assert f"error: {file}: the training split has no image of class 8, 9" in err
+
+
+def test_fmnist_of_one_grey_level_cannot_be_normalized(tmp_path, capsys):
+    md5 = _small_fmnist(tmp_path / "src", train_images=np.full((20, 28, 28), 7))
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    assert f"error: {_fmnist_file(tmp_path / 'src', 'train_images')}: every training pixel" in err
+
+
+def _tensors_bug(bug):
+    """``datasets.prepare`` with ``bug`` applied to what it returns."""
+    prepare = dataset_prep.prepare
+
+    def buggy(*args):
+        tensors, manifest = prepare(*args)
+        return bug(dict(tensors), manifest)
+
+    return buggy
+
+
+def _changed(key, change):
+    return lambda tensors, manifest: ({**tensors, key: change(tensors[key])}, manifest)
+
+
+def _miscounted(tensors, manifest):
+    manifest["splits"]["test"]["samples"] += 1
+    return tensors, manifest
+
+
+@pytest.mark.parametrize(
+    "bug, says",
+    [
+        (_changed("train_x", torch.Tensor.double), "train_x is torch.float64 (20, 1, 16, 16)"),
+        (_changed("train_x", lambda x: x[:, :, :8]), "train_x is torch.float32 (20, 1, 8, 16)"),
+        (_changed("test_x", lambda x: x * float("nan")), "test_x holds non-finite values"),
+        (_changed("train_y", lambda y: y.int()), "train_y is torch.int32 (20,), expected int64"),
+        (_changed("test_y", lambda y: y[:-1]), "test_y is torch.int64 (9,), expected int64 (10,)"),
+        (_changed("train_y", lambda y: y + 1), "train_y holds labels outside 0..9"),
+        (
+            _changed("train_x", lambda x: x + 0.5),
+            "train_x has mean 0.5 and std 1, expected 0 and 1",
+        ),
+        (_miscounted, "the manifest counts 11 test samples, the tensors 10"),
+    ],
+)
+def test_wrong_prepared_data_are_not_written(tmp_path, capsys, monkeypatch, bug, says):
+    """A bug between reading and writing must not leave a dataset file behind."""
+    monkeypatch.setattr(datasets, "prepare", _tensors_bug(bug))
+    md5 = _small_fmnist(tmp_path / "src")
+    err = _refused(tmp_path, "fmnist", tmp_path / "src", md5, capsys)
+    out = tmp_path / "out" / "fmnist.pt"
+    assert f"error: {out}: not written, the prepared data are wrong: " in err
+    assert says in err and "bug in chaosgd.runs.dataset_prep" in err
+
+
+def _usps_line(label, values) -> str:
+    return f"{label} " + " ".join(f"{j}:{v}" for j, v in enumerate(values, 1))
+
+
+def _small_usps(folder: Path, train: list[str] | None = None, test: list[str] | None = None):
+    """USPS-like LIBSVM files (train: 20 lines, every class; test: 10), or the given lines;
+    returns the --md5 arguments that admit them."""
+    rng = np.random.default_rng(0)
+    default = [_usps_line(i % 10 + 1, rng.uniform(-1, 1, 256).round(4)) for i in range(20)]
+    folder.mkdir(exist_ok=True)
+    md5 = []
+    for name, lines in (("usps.bz2", train or default), ("usps.t.bz2", test or default[:10])):
+        text = "".join(line + "\n" for line in lines)
+        (folder / name).write_bytes(bz2.compress(text.encode()))
+        md5 += ["--md5", f"{name}={file_digest(folder / name, 'md5')}"]
+    return md5, default
+
+
+def test_usps_reader_gives_torchvisions_arrays(tmp_path, mirror):
+    """The stage's own LIBSVM reader (which checks what it reads) is the reference's loader."""
+    import torchvision
+
+    for split, name in (("train", "usps.bz2"), ("test", "usps.t.bz2")):
+        images, labels = dataset_prep._read_libsvm(mirror["root"] / name)
+        ref = torchvision.datasets.USPS(str(mirror["root"]), train=split == "train")
+        assert images.dtype == np.uint8 and np.array_equal(images, ref.data)
+        assert labels.dtype == np.int64 and labels.tolist() == ref.targets
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda lines: lines[:2] + [lines[2].rsplit(" ", 1)[0]] + lines[3:], "line 3 has 255 "),
+        (
+            lambda lines: lines[:1] + [lines[1].replace("7:", "7:nan ", 1)] + lines[2:],
+            "line 2 has 257 features",
+        ),
+        (
+            lambda lines: lines[:1]
+            + [_usps_line(2, [0.5] * 6 + ["nan"] + [0.5] * 249)]
+            + lines[2:],
+            "line 2: pixel 7 is nan; USPS pixel values are finite numbers in [-1, 1]",
+        ),
+        (
+            lambda lines: lines[:4] + [_usps_line(5, [0.5] * 255 + ["inf"])] + lines[5:],
+            "line 5: pixel 256 is inf;",
+        ),
+        (
+            lambda lines: [_usps_line(1, [3.0] * 256)] + lines[1:],
+            "line 1: pixel 1 is 3.0; USPS pixel values are finite numbers in [-1, 1]",
+        ),
+        (
+            lambda lines: lines[:3] + [_usps_line(11, [0.0] * 256)] + lines[4:],
+            "line 4: label 11 is outside 1..10",
+        ),
+        (
+            lambda lines: lines[:3] + [_usps_line("x", [0.0] * 256)] + lines[4:],
+            "line 4: label 'x' is not an integer",
+        ),
+        (
+            lambda lines: lines[:1] + [_usps_line(2, [0.0] * 100 + ["a"] + [0.0] * 155)],
+            "line 2: pixel 101 is 'a', not a number",
+        ),
+        (
+            lambda lines: [line for line in lines if not line.startswith("4 ")],
+            "no image of class 3",
+        ),
+    ],
+)
+def test_usps_lines_that_are_not_usps_are_refused(tmp_path, capsys, damage, says):
+    _, lines = _small_usps(tmp_path / "src")
+    md5, _ = _small_usps(tmp_path / "src", train=damage(lines))
+    err = _refused(tmp_path, "usps", tmp_path / "src", md5, capsys)
+    assert f"error: {(tmp_path / 'src' / 'usps.bz2').resolve()}: " in err
+    assert says in err
+
+
+def test_usps_without_images_is_refused(tmp_path, capsys):
+    md5, _ = _small_usps(tmp_path / "src", test=[""])
+    err = _refused(tmp_path, "usps", tmp_path / "src", md5, capsys)
+    assert f"error: {(tmp_path / 'src' / 'usps.t.bz2').resolve()}: holds no images" in err
+
+
+def test_usps_corrupt_bz2_is_named(tmp_path, capsys):
+    md5, _ = _small_usps(tmp_path / "src")
+    bad = tmp_path / "src" / "usps.bz2"
+    bad.write_bytes(bad.read_bytes()[:100])
+    md5[1] = f"usps.bz2={file_digest(bad, 'md5')}"
+    err = _refused(tmp_path, "usps", tmp_path / "src", md5, capsys)
+    assert f"error: {bad.resolve()}: corrupt or truncated bz2 file" in err

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from chaosgd.planning.run_settings import RunSettings
+from chaosgd.planning.schedule import spectrum_steps
+from chaosgd.planning.tables import SPECTRA
 from chaosgd.runs import trainer
 from chaosgd.runs.artifacts import load_tensors
 
@@ -81,6 +83,32 @@ def test_sgd_without_spectrum_has_no_curvature_columns(tmp_path, fmnist_pt):
     steps = pd.read_parquet(out["steps"])
     assert "n_negative" not in steps.columns
     assert (steps["n_pruned"] == 0).all()
+    # the rule's outputs are fixed: a valid table without rows
+    spectra = pd.read_parquet(out["spectra"])
+    assert spectra.empty and list(spectra.columns) == list(SPECTRA.columns)
+    assert str(spectra["step"].dtype) == "int64" and str(spectra["eigenvalue"].dtype) == "float64"
+
+
+def test_spectra_hold_the_nonzero_eigenvalues_at_the_evaluation_steps(tmp_path, fmnist_pt):
+    rc, out = run_cli(settings(), fmnist_pt, tmp_path / "run")
+    assert rc == 0
+    steps = pd.read_parquet(out["steps"]).set_index("step")
+    epochs = pd.read_parquet(out["epochs"])
+    spectra = pd.read_parquet(out["spectra"])
+    assert list(spectra.columns) == list(SPECTRA.columns)
+    assert str(spectra["step"].dtype) == "int64" and str(spectra["eigenvalue"].dtype) == "float64"
+    # the rows of epochs.parquet, the end of the run (step 24) by its last step
+    assert epochs["step"].tolist() == [0, 6, 12, 18, 24]
+    assert sorted(spectra["step"].unique()) == [0, 6, 12, 18, 23]
+    assert sorted(spectra["step"].unique()) == spectrum_steps(12, 2, 2)
+    by_step = spectra.groupby("step")["eigenvalue"]
+    # the eigenvalues the step's diagnostics counted: as many, of the same signs and extremes
+    kept = steps.loc[by_step.size().index]
+    assert (by_step.size() == kept["rank"]).all()
+    assert (by_step.apply(lambda v: int((v < 0).sum())) == kept["n_negative"]).all()
+    assert np.allclose(by_step.max(), kept["lambda_max"], rtol=0, atol=0)
+    assert np.allclose(by_step.min(), kept["lambda_min"], rtol=0, atol=0)
+    assert (spectra["eigenvalue"] != 0).all()
 
 
 def test_same_run_twice_gives_identical_files(tmp_path, fmnist_pt):
@@ -90,7 +118,7 @@ def test_same_run_twice_gives_identical_files(tmp_path, fmnist_pt):
         rc, out = run_cli(s, fmnist_pt, tmp_path / f"run{i}")
         assert rc == 0
         outs.append(out)
-    for name in ("steps", "epochs"):
+    for name in ("steps", "epochs", "spectra"):
         assert outs[0][name].read_bytes() == outs[1][name].read_bytes(), name
     a, b = load_tensors(outs[0]["final"]), load_tensors(outs[1]["final"])
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -132,8 +160,10 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, fmnist_pt, varian
     assert rc == 0
     info = json.loads(out["info"].read_text())
     assert info["result"]["resumed_from_step"] == 10
-    for name in ("steps", "epochs"):
+    for name in ("steps", "epochs", "spectra"):
         assert ref[name].read_bytes() == out[name].read_bytes(), name
+    # the checkpoint of step 10 held the eigenvalues of steps 0 and 6, the resumed job the rest
+    assert pd.read_parquet(out["spectra"])["step"].unique().tolist() == [0, 6, 12, 18, 23]
     a, b = load_tensors(ref["final"]), load_tensors(out["final"])
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -157,7 +187,7 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, fmnist_pt, capsys):
 
 def test_non_finite_loss_fails_naming_run_and_step(tmp_path, fmnist_pt, capsys):
     rc, out = run_cli(
-        settings(run_id="exploding", lr=1e4, spectrum=False), fmnist_pt, tmp_path / "run"
+        settings(run_id="exploding", lr=3e4, spectrum=False), fmnist_pt, tmp_path / "run"
     )
     err = capsys.readouterr().err
     assert rc == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chaosgd.planning.vocab import RESIZE_MODES
 from chaosgd.runs.artifacts import save_tensors, write_json
-from chaosgd.runs.dataset_prep import SPECS, DatasetError, obtain, prepare
+from chaosgd.runs.dataset_prep import SPECS, DatasetError, check_prepared, obtain, prepare
 
 
 def _parse_md5(items: list[str]) -> dict[str, str]:
@@ -29,8 +29,8 @@ def _parse_md5(items: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Prepare one dataset from the command line; returns the exit status.
 
-    Obtains and verifies the source files, resizes to 16×16, normalizes, and writes the tensors
-    and the manifest.
+    Obtains and verifies the source files, checks what they hold, resizes to 16×16, normalizes,
+    checks the result and writes the tensors and the manifest; nothing when a check fails.
     """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.datasets",
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resize",
         choices=RESIZE_MODES,
-        default="antialias",
-        help="how images larger than 16x16 are resized: bilinear with antialiasing, or without "
-        "it as the reference code (default: %(default)s)",
+        required=True,
+        help="how images larger than 16x16 are resized: bilinear without antialiasing as the "
+        "reference code (reference), or with it (antialias); config datasets.<name>.resize",
     )
     args = parser.parse_args(argv)
     spec = SPECS[args.name]
@@ -67,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
             md5_overrides=_parse_md5(args.md5),
         )
         tensors, manifest = prepare(spec, sources, args.resize)
+        problems = check_prepared(tensors, manifest)
+        if problems:
+            # the sources passed their checks, so this is the stage's own fault: no file of it
+            raise DatasetError(
+                f"{args.out}: not written, the prepared data are wrong: {'; '.join(problems)}. "
+                "This is a bug in chaosgd.runs.dataset_prep; please report it"
+            )
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,14 +1,14 @@
 """Preparing a dataset: obtain USPS or FashionMNIST, verify, bring to 16×16, normalize, describe.
 
-What the datasets stage writes: ``<name>.pt`` holds ``train_x``/``test_x`` (float32, N×1×16×16, normalized by the
-training set's mean and std) and ``train_y``/``test_y`` (int64); ``<name>.json`` records where
-every source file came from, its sha256, sample and per-class counts, the normalization and the
-resize method (``resize``, described, and ``resize_mode``).
+What the datasets stage writes: ``<name>.pt`` holds ``train_x``/``test_x`` (float32,
+N×1×16×16, normalized by the training set's mean and std) and ``train_y``/``test_y`` (int64);
+``<name>.json`` records where every source file came from, its sha256, sample and per-class
+counts, the normalization and the resize method (``resize``, described, and ``resize_mode``).
 
-Images larger than 16×16 (FashionMNIST's 28×28) are resized bilinearly, by default with
-antialiasing (``antialias``); ``reference`` resizes as the authors' code did, without it
-(torchvision 0.12's ``transforms.Resize(16)`` on a tensor, which did not antialias tensors), bit
-for bit. Without antialiasing each output pixel interpolates only the 2×2 input pixels nearest
+Images larger than 16×16 (FashionMNIST's 28×28) are resized bilinearly, with antialiasing
+(``antialias``) or, as the authors' code did and the config does by default (``reference``),
+without it (torchvision 0.12's ``transforms.Resize(16)`` on a tensor, which did not antialias
+tensors), bit for bit. Without antialiasing each output pixel interpolates only the 2×2 input pixels nearest
 its centre, so detail finer than the 16×16 grid aliases; on FashionMNIST the two
 differ by 0.026 per pixel on average (of [0, 1]; 0.094 after normalization), while the class
 means move by 0.008 (docs/departures.md).
@@ -21,10 +21,17 @@ before it is used:
   re-compressed the upstream ``.gz`` files (their md5 differs from torchvision's list) but the
   payload is byte-identical, so the payload checksum accepts both and still catches corruption.
 - USPS: torchvision's md5 of the LIBSVM ``.bz2`` files.
+
+A checksum override (a private mirror) admits other files, so what they hold is checked too
+(:func:`load_raw`): images of the dataset's size (the IDX header's H×W, USPS's 256 features per
+line), at least one per split, as many labels as images, labels 0..9, every class in the
+training split, finite USPS pixels in [-1, 1]. The stage checks its tensors again before
+writing them (:func:`check_prepared`).
 """
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import urllib.error
@@ -38,7 +45,7 @@ import torchvision
 from torchvision.datasets.utils import download_url
 
 from chaosgd import __version__
-from chaosgd.planning.vocab import DATASETS, IMAGE_SIDE, RESIZE_MODES
+from chaosgd.planning.vocab import DATASETS, IMAGE_SIDE, N_CLASSES, RESIZE_MODES
 from chaosgd.runs.artifacts import atomic_path, file_digest
 
 
@@ -236,6 +243,8 @@ def _read_idx(data: bytes, path: str, expected_ndim: int) -> np.ndarray:
     ndim = data[3]
     if ndim != expected_ndim:
         raise DatasetError(f"{path}: IDX file has {ndim} dimensions, expected {expected_ndim}")
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: IDX header is truncated")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     if len(data) - offset != int(np.prod(dims)):
@@ -243,42 +252,153 @@ def _read_idx(data: bytes, path: str, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
 
+USPS_FEATURES = IMAGE_SIDE * IMAGE_SIDE  # one LIBSVM feature per pixel of a 16×16 image
+
+
+def _read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N×16×16) and int64 labels 0..9 of a USPS LIBSVM ``.bz2`` file.
+
+    The arithmetic is torchvision's ``USPS`` (the reference code's loader), so that valid files
+    give its bytes exactly; the checks before it name the line where a file is not USPS's
+    (torchvision would stop on a numpy error, or wrap an out-of-range value silently).
+    """
+    try:
+        with bz2.open(path) as fp:
+            lines = [line.decode() for line in fp.readlines()]
+    except (OSError, EOFError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DatasetError(f"{path}: corrupt or truncated bz2 file ({exc})") from None
+    rows = [(number, line.split()) for number, line in enumerate(lines, 1) if line.strip()]
+    raw_labels = []
+    for number, row in rows:
+        if len(row) - 1 != USPS_FEATURES:
+            raise DatasetError(
+                f"{path}: line {number} has {len(row) - 1} features, expected "
+                f"{USPS_FEATURES} ({IMAGE_SIDE}x{IMAGE_SIDE} pixels)"
+            )
+        try:
+            raw_labels.append(int(row[0]))
+        except ValueError:
+            raise DatasetError(
+                f"{path}: line {number}: label {row[0]!r} is not an integer"
+            ) from None
+    # torchvision reads the value after the last ':' and ignores the feature's index
+    values = [[x.split(":")[-1] for x in row[1:]] for _, row in rows]
+    try:
+        pixels = np.asarray(values, dtype=np.float32).reshape((-1, IMAGE_SIDE, IMAGE_SIDE))
+    except ValueError:
+        where = next(
+            (
+                f"line {number}: pixel {j} is {x!r}, not a number"
+                for (number, _), row in zip(rows, values)
+                for j, x in enumerate(row, 1)
+                if not _is_number(x)
+            ),
+            "its pixel values are not numbers",
+        )
+        raise DatasetError(f"{path}: {where}") from None
+    scaled = (pixels + 1) / 2 * 255
+    # what astype(uint8) keeps: truncation towards zero into 0..255; beyond it values wrap
+    bad = ~np.isfinite(scaled) | (scaled <= -1) | (scaled >= 256)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(len(rows), -1).any(axis=1))[0])
+        j = int(np.flatnonzero(bad[i].reshape(-1))[0])
+        raise DatasetError(
+            f"{path}: line {rows[i][0]}: pixel {j + 1} is {pixels[i].reshape(-1)[j]}; USPS "
+            "pixel values are finite numbers in [-1, 1]"
+        )
+    labels = np.asarray(raw_labels, dtype=np.int64) - 1
+    outside = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
+    if outside.size:
+        i = int(outside[0])
+        raise DatasetError(
+            f"{path}: line {rows[i][0]}: label {raw_labels[i]} is outside 1..{N_CLASSES} "
+            "(USPS numbers its classes from 1)"
+        )
+    return scaled.astype(dtype=np.uint8), labels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        np.float32(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_split(
+    spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, image_file: str, label_file: str
+) -> None:
+    """Refuse a split whose images are not the dataset's size, that holds no image, whose
+    image and label counts differ or whose labels leave 0..9; the message names the file."""
+    side = spec.native_size
+    if images.ndim != 3 or images.shape[1:] != (side, side):
+        size = "x".join(str(d) for d in images.shape[1:])
+        raise DatasetError(
+            f"{image_file}: images are {size} as its header says, expected {side}x{side} "
+            f"({spec.title}); the file is not {spec.title}'s"
+        )
+    if len(images) == 0:
+        raise DatasetError(f"{image_file}: holds no images; the file is empty or not the dataset's")
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{image_file} holds {len(images)} images but {label_file} holds {len(labels)} "
+            "labels; the two files must be the same split of the same release"
+        )
+    outside = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
+    if outside.size:
+        i = int(outside[0])
+        raise DatasetError(
+            f"{label_file}: label {int(labels[i])} at index {i} is outside 0..{N_CLASSES - 1}"
+        )
+
+
+def _check_classes(labels: np.ndarray, label_file: str) -> None:
+    """Refuse a training split without an example of every class: the paper trains on all 10."""
+    missing = np.flatnonzero(np.bincount(labels, minlength=N_CLASSES) == 0)
+    if missing.size:
+        classes = ", ".join(str(c) for c in missing)
+        raise DatasetError(
+            f"{label_file}: the training split has no image of class {classes}; the paper "
+            f"trains on all {N_CLASSES} classes, so the file is incomplete or not the dataset's"
+        )
+
+
 def load_raw(
     spec: DatasetSpec, sources: dict[str, Source]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """uint8 images (N×H×W) and int64 labels for train and test."""
+    """uint8 images (N×H×W) and int64 labels for train and test, each split checked: H×W the
+    dataset's, at least one image, as many labels as images, labels in 0..9, every class in
+    the training split."""
     if spec.name == "fmnist":
         arrays = {}
         for fspec in spec.files:
             src = sources[fspec.role]
             ndim = 3 if fspec.role.endswith("images") else 1
             arrays[fspec.role] = _read_idx(_payload(Path(src.path), fspec), src.path, ndim)
-        out = (
-            arrays["train_images"],
-            arrays["train_labels"],
-            arrays["test_images"],
-            arrays["test_labels"],
-        )
+        splits = [
+            (
+                arrays[f"{split}_images"],
+                arrays[f"{split}_labels"].astype(np.int64),
+                sources[f"{split}_images"].path,
+                sources[f"{split}_labels"].path,
+            )
+            for split in ("train", "test")
+        ]
     elif spec.name == "usps":
-        # torchvision parses the LIBSVM files (and maps [-1, 1] to uint8) exactly as the
-        # reference code saw them; it reads <root>/<file name>.
-        parts = []
+        splits = []
         for split in ("train", "test"):
-            src = sources[split]
-            if Path(src.path).name != src.file:
-                raise DatasetError(f"{src.path}: expected a file named {src.file}")
-            ds = torchvision.datasets.USPS(str(Path(src.path).parent), train=split == "train")
-            parts += [np.asarray(ds.data), np.asarray(ds.targets)]
-        out = tuple(parts)
+            path = sources[split].path
+            splits.append((*_read_libsvm(Path(path)), path, path))
     else:  # pragma: no cover - SPECS and this function list the same names
         raise DatasetError(f"unknown dataset {spec.name!r}")
-    for labels in (out[1], out[3]):
-        if labels.min() < 0 or labels.max() > 9:
-            raise DatasetError(f"{spec.name}: labels outside 0..9")
-    return tuple(np.asarray(a) for a in out)  # type: ignore[return-value]
+    for images, labels, image_file, label_file in splits:
+        _check_split(spec, images, labels, image_file, label_file)
+    _check_classes(splits[0][1], splits[0][3])
+    (train_img, train_lab, _, _), (test_img, test_lab, _, _) = splits
+    return train_img, train_lab, test_img, test_lab
 
 
-def to_16x16(images: np.ndarray, mode: str = "antialias") -> torch.Tensor:
+def to_16x16(images: np.ndarray, mode: str) -> torch.Tensor:
     """uint8 N×H×W → float32 N×1×16×16 in [0, 1]; larger images are resized bilinearly, with
     antialiasing (``mode="antialias"``) or without (``"reference"``, the authors' code)."""
     if mode not in RESIZE_MODES:
@@ -310,14 +430,20 @@ def describe_resize(native_size: int, mode: str) -> str:
     return f"{native_size}x{native_size} -> 16x16, {how} on [0, 1] floats"
 
 
-def prepare(
-    spec: DatasetSpec, sources: dict[str, Source], resize: str = "antialias"
-) -> tuple[dict, dict]:
+def prepare(spec: DatasetSpec, sources: dict[str, Source], resize: str) -> tuple[dict, dict]:
     """Build the tensors and the manifest from verified sources (``resize``: a resize mode)."""
     train_img, train_lab, test_img, test_lab = load_raw(spec, sources)
     train_x, test_x = to_16x16(train_img, resize), to_16x16(test_img, resize)
     mean = train_x.double().mean().item()
     std = train_x.double().std().item()
+    # one grey level everywhere (whose std is rounding error): nothing to normalize by; 1e-6 is
+    # far below one grey level (1/255) over a single pixel of a single image
+    if std <= 1e-6:  # NaN, a bug rather than the file's fault, is left to check_prepared
+        train_file = sources["train_images" if "train_images" in sources else "train"].path
+        raise DatasetError(
+            f"{train_file}: every training pixel has the same value, so the images cannot be "
+            "normalized; the file is not the dataset's"
+        )
     train_x = ((train_x - mean) / std).float()
     test_x = ((test_x - mean) / std).float()
     train_y = torch.from_numpy(train_lab.astype(np.int64))
@@ -353,3 +479,40 @@ def prepare(
         },
     }
     return tensors, manifest
+
+
+def check_prepared(tensors: dict, manifest: dict) -> list[str]:
+    """What is wrong with prepared data before it is written (empty when nothing is): the
+    shapes (N×1×16×16 images, N labels), dtypes (float32, int64), finiteness, labels in 0..9,
+    the training images' normalization to mean 0 and std 1, and the manifest's counts."""
+    problems = []
+    shape = (1, IMAGE_SIDE, IMAGE_SIDE)  # as the message below says
+    for split in ("train", "test"):
+        x, y = tensors.get(f"{split}_x"), tensors.get(f"{split}_y")
+        if not (torch.is_tensor(x) and torch.is_tensor(y)):
+            problems.append(f"{split}_x or {split}_y is missing or not a tensor")
+            continue
+        if x.dtype != torch.float32 or x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            problems.append(
+                f"{split}_x is {x.dtype} {tuple(x.shape)}, expected float32 (N, 1, 16, 16)"
+            )
+        if y.dtype != torch.int64 or y.ndim != 1 or len(y) != len(x):
+            problems.append(f"{split}_y is {y.dtype} {tuple(y.shape)}, expected int64 ({len(x)},)")
+        if len(x) == 0:
+            problems.append(f"{split}_x holds no images")
+        elif not torch.isfinite(x).all():
+            problems.append(f"{split}_x holds non-finite values")
+        if y.numel() and (y.min() < 0 or y.max() >= N_CLASSES):
+            problems.append(f"{split}_y holds labels outside 0..{N_CLASSES - 1}")
+        if manifest["splits"][split]["samples"] != len(y):
+            problems.append(
+                f"the manifest counts {manifest['splits'][split]['samples']} {split} samples, "
+                f"the tensors {len(y)}"
+            )
+    train_x = tensors.get("train_x")
+    if not problems:
+        # float32 rounding of normalized values moves these by about 1e-7, a bug by far more
+        mean, std = train_x.double().mean().item(), train_x.double().std().item()
+        if abs(mean) > 1e-3 or abs(std - 1) > 1e-3:
+            problems.append(f"train_x has mean {mean:.4g} and std {std:.4g}, expected 0 and 1")
+    return problems
