@@ -56,7 +56,11 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install -q -e '.[test,slurm]'
         echo "$want" >"$stamp"
     fi
-    export PATH="$PWD/$VENV/bin:$PATH"
+    # CHAOSGD_VENV may be absolute (a venv shared by several checkouts) or relative to here
+    case $VENV in
+        /*) export PATH="$VENV/bin:$PATH" ;;
+        *) export PATH="$PWD/$VENV/bin:$PATH" ;;
+    esac
 }
 
 cmd=${1:-help}

@@ -55,6 +55,24 @@ def steps_table(seed: int, offset: float, rng, ref: bool = True) -> pd.DataFrame
     return df
 
 
+SPECTRA_STEPS = [0, 30, 60, 90, 120, 129]  # evaluation steps, the end by the last step
+
+
+def spectra_table(rng, spectrum: bool = True) -> pd.DataFrame:
+    """Nonzero eigenvalues per kept step: a bulk of both signs over decades about 0 and a few
+    large positive ones that grow over training (no rows without the spectrum)."""
+    parts = []
+    for k, step in enumerate(SPECTRA_STEPS if spectrum else []):
+        bulk = rng.choice([-1.0, 1.0], 150, p=[0.3, 0.7]) * 10.0 ** rng.uniform(-6, 0, 150)
+        top = 10.0 ** rng.uniform(0, 1, 5) * (1 + k)
+        parts.append(pd.DataFrame({"step": step, "eigenvalue": np.concatenate([bulk, top])}))
+    if not parts:
+        return pd.DataFrame(
+            {"step": np.array([], dtype=np.int64), "eigenvalue": np.array([], dtype=float)}
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
 def fake_run(root, run, variant, seed, offset, rng, ref=True, **changes) -> None:
     folder = root / "train" / run
     info = {
@@ -65,6 +83,10 @@ def fake_run(root, run, variant, seed, offset, rng, ref=True, **changes) -> None
     }
     write_json(info, folder / "run.json")
     write_parquet(steps_table(seed, offset, rng, ref), folder / "steps.parquet")
+    spectrum = info["settings"]["spectrum"] or variant != "sgd"
+    # a stream of its own: the other tables stay what they were
+    spectra = spectra_table(np.random.default_rng(100 + seed), spectrum)
+    write_parquet(spectra, folder / "spectra.parquet")
     epoch = np.arange(4)
     write_parquet(
         pd.DataFrame(
@@ -114,6 +136,16 @@ def lyapunov_results(root, rng) -> None:
         exps[f"q{q:g}"] = v / np.sqrt(step)
     write_parquet(exps, folder / "exponents.parquet")
     write_parquet(subspaces_table(rng), folder / "subspaces.parquet")
+    write_parquet(lambda1_table(), folder / "lambda1.parquet")
+
+
+def lambda1_table(scale: float = 0.5) -> pd.DataFrame:
+    """λ1 at every step 1..STEPS - 10 (the readouts' 0.5/√t between them), as the Lyapunov
+    stage's lambda1.parquet."""
+    step = np.arange(1, 121)
+    return pd.DataFrame(
+        {"step": step, "lambda_1": scale / np.sqrt(step), "iterations": np.int32(3)}
+    )
 
 
 def ensemble_results(root, rng) -> None:

@@ -74,6 +74,7 @@ LYAP = dict(
     reorth_every=3,
     early_readouts=1,
     anchors=[2, 100],
+    lambda1_every=1,
 )
 
 
@@ -82,6 +83,7 @@ def lyap_args(**changes) -> list[str]:
     return [
         "--readouts", str(opts["readouts"]),
         "--neutral-tol", str(opts["neutral_tol"]), "--reorth-every", str(opts["reorth_every"]),
+        "--lambda1-every", str(opts["lambda1_every"]),
         "--quantiles", *map(str, opts["quantiles"]),
         "--early-readouts", str(opts["early_readouts"]), "--anchors", *map(str, opts["anchors"]),
     ]  # fmt: skip

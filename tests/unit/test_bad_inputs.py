@@ -88,7 +88,12 @@ def fits_args(res, out) -> list[str]:
     ]  # fmt: skip
 
 
-FIGURE_RUNS = {"curves": [SGD, NEG], "validation": [SGD, NEG], "spectrum": [SGD, NEG]}
+FIGURE_RUNS = {
+    "curves": [SGD, NEG],
+    "validation": [SGD, NEG],
+    "spectrum": [SGD, NEG],
+    "spectra": [SGD, NEG],
+}
 
 
 def figure_args(kind):
@@ -163,6 +168,24 @@ def test_every_stage_runs_on_the_intact_results(made, tmp_path, capsys):
         assert any(out.iterdir()), stage
 
 
+@pytest.mark.slow
+def test_the_claims_read_only_the_files_their_rule_names(made, tmp_path, capsys):
+    """The claims rule's inputs (plan.claims_inputs) are every file the stage reads: with only
+    those present it succeeds, so a file read but not named (which Snakemake would neither wait
+    for nor rerun the claims after) fails here as missing."""
+    runs = {SGD: settings(SGD), NEG: settings(NEG, variant="cgd-negative")}
+    named = plan.claims_inputs(runs, {"fig1": [SGD]}, {SGD: "fig1"})
+    res = tmp_path / "results"
+    for name in named:
+        src = made["results"] / name.removeprefix("results/")
+        (res / src.relative_to(made["results"])).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, res / src.relative_to(made["results"]))
+    out = tmp_path / "out"
+    _, argv = STAGES["claims"](res, made["data"], out)
+    capsys.readouterr()
+    assert claims.main(argv) == 0, capsys.readouterr().err
+
+
 # --- damaged files ---------------------------------------------------------------------------
 
 
@@ -200,6 +223,7 @@ READS = [
     ("figures curves", f"train/{NEG}/steps.parquet"),
     ("figures validation", f"train/{NEG}/epochs.parquet"),
     ("figures spectrum", f"train/{NEG}/steps.parquet"),
+    ("figures spectra", f"train/{SGD}/spectra.parquet"),
     ("figures exponents", f"lyapunov/{SGD}/exponents.parquet"),
     ("figures subspaces", f"lyapunov/{SGD}/subspaces.parquet"),
     ("figures divergence", f"ensembles/{SGD}/distances.parquet"),
@@ -218,6 +242,7 @@ READS = [
     ("claims", f"fits/{SGD}/fits.parquet"),
     ("claims", f"lyapunov/{SGD}/subspaces.parquet"),
     ("claims", f"ensembles/{SGD}/members.parquet"),
+    ("claims", f"fits/{SGD}/bounds.parquet"),
 ]
 
 
@@ -304,6 +329,8 @@ CONTENT = [
     ("figures curves", f"train/{NEG}/run.json", run_json(lambda d: [d]), "holds a JSON list"),
     ("figures spectrum", f"train/{NEG}/steps.parquet", table(lambda df: df.drop(columns="n_negative")), "lacks column(s) ['n_negative']"),
     ("figures validation", f"train/{NEG}/epochs.parquet", set_value("val_loss", np.inf), "column 'val_loss' holds"),
+    ("figures spectra", f"train/{SGD}/spectra.parquet", set_value("eigenvalue", np.nan), "column 'eigenvalue' holds"),
+    ("figures spectra", f"train/{SGD}/spectra.parquet", table(lambda df: df.iloc[:0]), "has no rows"),
     ("figures exponents", f"lyapunov/{SGD}/exponents.parquet", set_value("lambda_N", np.nan), "column 'lambda_N' holds"),
     ("figures divergence", f"ensembles/{SGD}/distances.parquet", table(lambda df: df.assign(eps=df["eps"] * 2)), "no rows for strategy"),
     ("figures fit", f"fits/{SGD}/fits.parquet", table(lambda df: df[df["strategy"] != "random"]), "no rows for strategy random"),

@@ -3,6 +3,7 @@ writes the two tables with their column types; bad input is one error naming the
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,6 +30,8 @@ FIT_COLUMNS = {
     "upper_margin": "float64",
     "lower_margin": "float64",
     "lower_log_max": "float64",
+    "upper_margin_steps": "float64",
+    "upper_steps": "int64",
 }
 BOUND_COLUMNS = {
     "dtype": "str",
@@ -74,6 +77,8 @@ def test_cli_end_to_end(tmp_path):
         assert 0 <= row.upper_bound_holds <= 1 and row.lower_bound_holds == 1.0
         assert (row.upper_margin >= 0) == (row.upper_bound_holds == 1.0)
         assert row.lower_margin > 0 and row.lower_log_max == pytest.approx(-0.1)
+        # no lambda1.parquet given: the upper bound is not checked between the readouts
+        assert row.upper_steps == 0 and pd.isna(row.upper_margin_steps)
     assert len(b) == 8 * 4 and sorted(b.step.unique()) == [100, 200, 300, 400]
     last = dist[dist.step == 400].set_index(["dtype", "strategy", "eps"])["distance"]
     got = f.set_index(["dtype", "strategy", "eps"])["final_distance"]
@@ -111,3 +116,36 @@ def test_cli_errors(tmp_path, capsys):
         ]
     )
     assert rc == 1 and not out.exists()
+
+
+def test_cli_checks_the_upper_bound_at_every_step_between_the_readouts(tmp_path):
+    # λ1 = 1e-3 at the readouts (100..400) and at every step; a curve that stays below
+    # e^{λ1 t}ε at the readouts but bulges above it between them (steps 110..190)
+    steps = np.arange(0, 401, 10)
+    eps = 0.1
+    bound = eps * np.exp(1e-3 * steps)
+    rows = []
+    for strategy, bulge in (("max_chaos", 1.5), ("random", 1.0)):
+        d = 0.9 * bound
+        d[(steps > 100) & (steps < 200)] *= bulge
+        rows.append(pd.DataFrame(dict(dtype="float32", strategy=strategy, eps=eps, step=steps)))
+        rows[-1]["distance"] = d
+    pd.concat(rows).to_parquet(tmp_path / "distances.parquet", index=False)
+    exponents_table().to_parquet(tmp_path / "exponents.parquet", index=False)
+    every = np.arange(1, 401)
+    pd.DataFrame({"step": every, "lambda_1": 1e-3, "iterations": np.int32(3)}).to_parquet(
+        tmp_path / "lambda1.parquet", index=False
+    )
+    out = tmp_path / "fits.parquet"
+    args = ["--distances", str(tmp_path / "distances.parquet")]
+    args += ["--exponents", str(tmp_path / "exponents.parquet")]
+    rc = fits.main(args + ["--lambda1", str(tmp_path / "lambda1.parquet"), "--out-fits", str(out)])
+    assert rc == 0
+    f = pd.read_parquet(out).set_index("strategy")
+    # every recorded step but 0 (d(0) = ε = the bound at t = 0 says nothing)
+    assert (f["upper_steps"] == 40).all()
+    # at the readouts both hold with the same margin ln(1/0.9)
+    assert f["upper_margin"].to_numpy() == pytest.approx(np.log(1 / 0.9))
+    assert f.loc["random", "upper_margin_steps"] == pytest.approx(np.log(1 / 0.9))
+    assert f.loc["max_chaos", "upper_margin_steps"] == pytest.approx(np.log(1 / (0.9 * 1.5)))
+    assert f.loc["max_chaos", "upper_margin_steps"] < 0 < f.loc["max_chaos", "upper_margin"]

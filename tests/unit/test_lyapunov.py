@@ -119,7 +119,7 @@ def test_training_outputs_equal_the_training_stage(tmp_path, fmnist_pt):
     assert rc == 0
     rc, train_out = run_cli(s, fmnist_pt, tmp_path / "train")
     assert rc == 0
-    for name in ("steps", "epochs"):
+    for name in ("steps", "epochs", "spectra"):
         assert lyap_out[name].read_bytes() == train_out[name].read_bytes(), name
     info = json.loads(lyap_out["info"].read_text())
     # 3 even, 1 early (log-spaced from step 1), the anchors 2 and 100 clipped to the run's 6
@@ -156,6 +156,26 @@ def test_tables(tmp_path, fmnist_pt):
     assert (subs["similarity_chaotic"] > subs["random_chaotic"] + 0.2).all()
 
 
+@pytest.mark.parametrize("variant, momentum", [("sgd", 0.0), ("cgd-chaotic", 0.9)])
+def test_lambda1_every_step_equals_the_exact_readouts(tmp_path, fmnist_pt, variant, momentum):
+    # 2 epochs (12 steps, folds every reorth_every = 3 in between) and a lr at which the tiny
+    # MLP's map grows, so that ln σ1 is well away from 0 and a relative tolerance means something
+    s = settings(variant=variant, momentum=momentum, lr=0.05, epochs=2)
+    rc, out = run_lyapunov(s, fmnist_pt, tmp_path / "lyap")
+    assert rc == 0
+    per_step = pd.read_parquet(out["lambda1"])
+    exact = pd.read_parquet(out["exponents"])
+    assert per_step["step"].tolist() == list(range(1, 13))
+    assert per_step["iterations"].dtype == np.int32 and (per_step["iterations"] >= 1).all()
+    both = exact.merge(per_step, on="step", suffixes=("", "_step"))
+    assert both["step"].tolist() == exact["step"].tolist()
+    # TOP_TOL = 1e-10 bounds σ1²'s error, 5e-11 in ln σ1; 1e-9 leaves room for the bound's gap
+    # estimate (engine/tangent_map.py)
+    log_sigma = both["lambda_1"] * both["step"]
+    err = (both["lambda_1_step"] - both["lambda_1"]) * both["step"]
+    assert (err.abs() <= 1e-9 * np.maximum(log_sigma.abs(), 1.0)).all(), err
+
+
 def test_resume_with_tangent_map_equals_uninterrupted(tmp_path, fmnist_pt):
     s = settings(checkpoint_every=2)
     rc, ref = run_lyapunov(s, fmnist_pt, tmp_path / "ref")
@@ -171,7 +191,8 @@ def test_resume_with_tangent_map_equals_uninterrupted(tmp_path, fmnist_pt):
     rc, out = run_lyapunov(s, fmnist_pt, folder)
     assert rc == 0
     assert json.loads(out["info"].read_text())["result"]["resumed_from_step"] == 4
-    for name in ("exponents", "subspaces", "steps", "epochs", "spectrum", "final"):
+    names = ("exponents", "lambda1", "subspaces", "steps", "epochs", "spectra", "spectrum", "final")
+    for name in names:
         assert ref[name].read_bytes() == out[name].read_bytes(), name
     a, b = load_tensors(ref["spectrum"]), load_tensors(out["spectrum"])
     assert torch.equal(a["vectors"], b["vectors"]) and torch.equal(a["exponents"], b["exponents"])

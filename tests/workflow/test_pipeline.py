@@ -26,7 +26,7 @@ RUNS = [
 LYAPUNOV_RUN = "fmnist_mlp-relu4_sgd_m0_s0"
 FIGURES = [
     "fig1", "fig1_validation", "figB2_fig1", "fig2", "fig2_validation", "figB2_fig2",
-    "figC1_fig1", "figC2_fig1", "fig3a", "fig3b_fig1", "figC3_fig1", "figC4_fig1", "figC5_fig1",
+    "figB2hist_fig1", "figB2hist_fig2", "figC1_fig1", "figC2_fig1", "fig3a", "fig3b_fig1", "figC3_fig1", "figC4_fig1", "figC5_fig1",
 ]  # fmt: skip
 
 
@@ -49,6 +49,9 @@ def test_tiny_workflow_end_to_end(tiny):
     for run in RUNS:
         steps = pd.read_parquet(results / "train" / run / "steps.parquet")
         assert len(steps) == 6
+        # every run of the tiny config records the spectrum: eigenvalues at its evaluation steps
+        spectra = pd.read_parquet(results / "train" / run / "spectra.parquet")
+        assert len(spectra) and spectra["step"].isin(steps["step"]).all()
         assert json.loads((results / "train" / run / "run.json").read_text())["run_id"] == run
     assert sorted(p.name for p in (results / "lyapunov" / LYAPUNOV_RUN).iterdir()) == [
         "exponents.parquet",
@@ -66,7 +69,7 @@ def test_tiny_workflow_end_to_end(tiny):
         for ext in ("pdf", "png"):
             assert (results / "figures" / f"{name}.{ext}").stat().st_size > 5000, name
     verdicts = pd.read_parquet(results / "claims" / "claims.parquet")
-    assert sorted(set(verdicts["claim"])) == list(range(1, 12))
+    assert sorted(set(verdicts["claim"])) == list(range(1, 20))
     assert set(verdicts["verdict"]) <= {"supported", "not supported", "not run"}
     assert "| # | claim |" in (results / "claims" / "claims.md").read_text()
     table = pd.read_csv(results / "report" / "runs.tsv", sep="\t")

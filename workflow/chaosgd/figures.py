@@ -7,6 +7,8 @@ Subcommands, each reading run folders and writing PDF and PNG:
 ``validation``  validation and full training-set accuracy and loss per epoch (App. B.1).
 ``spectrum``    counts of negative / positive / positive-chaotic Hessian eigenvalues per step,
                 and the gradient's overlap with the positive and negative eigenspaces (B.2).
+``spectra``     the distribution of the Hessian's eigenvalues over training: histograms at
+                six steps and the density of step against eigenvalue (App. B.2).
 ``exponents``   finite-time Lyapunov exponents over training: λ1, λN, quantiles, and the
                 counts of chaotic / non-chaotic directions (App. C.1).
 ``subspaces``   similarity of the chaotic and non-chaotic Lyapunov subspaces between
@@ -23,8 +25,8 @@ to the first output): one row per plotted point, with the columns ``panel`` and 
 naming its curve, ``x``, ``y``, and ``lo`` / ``hi`` for a band
 (:class:`chaosgd.analysis.plots.figure_data.FigureData`); each plot function's docstring names
 its panels and series. The plots are drawn by ``chaosgd.analysis.plots``: ``training`` (curves,
-validation, spectrum), ``lyapunov`` (exponents, subspaces) and ``divergence`` (divergence, fit,
-sweep, precision, bounds).
+validation, spectrum), ``spectra`` (spectra), ``lyapunov`` (exponents, subspaces) and
+``divergence`` (divergence, fit, sweep, precision, bounds).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from chaosgd.analysis.plots.divergence import (
 from chaosgd.analysis.plots.figure_data import save
 from chaosgd.analysis.plots.loading import load_runs
 from chaosgd.analysis.plots.lyapunov import plot_exponents, plot_subspaces
+from chaosgd.analysis.plots.spectra import plot_spectra
 from chaosgd.analysis.plots.training import plot_curves, plot_spectrum, plot_validation
 from chaosgd.planning.vocab import FIGURE_KINDS
 
@@ -52,6 +55,7 @@ PLOTS = {
     "curves": plot_curves,
     "validation": plot_validation,
     "spectrum": plot_spectrum,
+    "spectra": plot_spectra,
     "exponents": plot_exponents,
     "subspaces": plot_subspaces,
     "divergence": plot_divergence,

@@ -1,13 +1,15 @@
 """Fits stage: the divergence model d(t) = √(αt² + βt + ε²) and the Lyapunov bounds (Fig. 3b).
 
 Reads an ensembles stage's ``distances.parquet`` and the Lyapunov stage's ``exponents.parquet``
-of the same reference run; fits every perturbed member's distance curve (one per dtype ×
-strategy × ε) and checks e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε at the exact readouts, as
-:mod:`chaosgd.analysis.divergence_fit` describes (by default α, β ≥ 0; ``--unconstrained``
-fits without).
+and ``lambda1.parquet`` of the same reference run; fits every perturbed member's distance curve
+(one per dtype × strategy × ε), checks e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε at the exact readouts
+and d(t) ≤ e^{λ1(t)t}ε at every recorded step (λ1 is recorded per step, λN only at the
+readouts), as :mod:`chaosgd.analysis.divergence_fit` describes (by default α, β ≥ 0;
+``--unconstrained`` fits without).
 
 Writes ``fits.parquet`` (one row per dtype × strategy × ε: α, β and their standard errors, R²,
-the bounds' fractions and margins) and, optionally, ``bounds.parquet``
+the bounds' fractions and margins, ``upper_margin_steps`` and ``upper_steps`` for the upper
+bound at every step) and, optionally, ``bounds.parquet``
 (long: the distance and both bounds at every exact-readout step).
 """
 
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--exponents", required=True, help="results/lyapunov/<run>/exponents.parquet"
     )
+    parser.add_argument(
+        "--lambda1",
+        default=None,
+        help="results/lyapunov/<run>/lambda1.parquet: the upper bound at every recorded step",
+    )
     parser.add_argument("--out-fits", required=True, help="output: fits.parquet")
     parser.add_argument("--out-bounds", default=None, help="output: bounds.parquet (optional)")
     parser.add_argument(
@@ -58,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             finite=["step", "lambda_1", "lambda_N"],
             nonempty=True,
         )
+        lambda1 = None
+        if args.lambda1:
+            lambda1 = read_parquet(
+                args.lambda1, require=["step"], finite=["step", "lambda_1"], nonempty=True
+            )
         try:
-            fits, bounds_df = fit_table(distances, exponents, nonnegative=not args.unconstrained)
+            fits, bounds_df = fit_table(
+                distances, exponents, nonnegative=not args.unconstrained, lambda1=lambda1
+            )
         except UnreadableFile:
             raise
         except ValueError as exc:  # a curve the model cannot be fitted to: name its file

@@ -16,6 +16,12 @@ Writes, into ``results/lyapunov/<run>/``:
   identity frame they converge as O(1/t) with large constants and even had the wrong sign of
   λ1 over the first hundreds of steps of real runs. Each readout's time is in ``run.json``
   (``readout_seconds_each``), not here, so that a resumed run's table is identical.
+- ``lambda1.parquet``: λ1(t) = ln σ1(Y(t))/t every ``--lambda1-every`` steps and at the exact
+  readouts (1: at every step, as the paper plots it; App. C.1,
+  Fig. 3b's upper bound), from a Krylov (Lanczos) iteration on YᵀY warm-started at the previous
+  step's vector (:meth:`chaosgd.engine.tangent_map.TangentMap.top_singular`: O(N²) a product,
+  stopped at an error bound of 1e-10 relative in σ1²), with the number of products it took. λN
+  and the quantiles stay at the readouts: σ_N per step would need O(N³) solves with Q.
 - ``subspaces.parquet``: similarity of the chaotic (λ > 0) and non-chaotic (λ < 0) Lyapunov
   subspaces between consecutive exact readouts (App. C.2): ‖V_aᵀ V_b‖²_F / min(dim), the mean
   squared cosine of their principal angles (1 = one contains the other).
@@ -36,7 +42,7 @@ from chaosgd.engine.exponents import classify
 from chaosgd.engine.graded_svd import LyapunovReadout
 from chaosgd.engine.models import flat_params
 from chaosgd.planning.run_settings import RunSettings
-from chaosgd.planning.tables import EXPONENTS, SUBSPACES
+from chaosgd.planning.tables import EXPONENTS, LAMBDA1, SUBSPACES
 from chaosgd.runs import recovery
 from chaosgd.runs.artifacts import save_tensors, write_parquet
 from chaosgd.runs.run_outputs import OUTPUTS, add_io_arguments, write_outputs
@@ -45,6 +51,7 @@ from chaosgd.runs.trainer import Trainer, TrainingError
 
 LYAP_OUTPUTS = {
     "exponents": EXPONENTS.filename,
+    "lambda1": LAMBDA1.filename,
     "subspaces": SUBSPACES.filename,
     "spectrum": "spectrum_final.pt",
 }
@@ -60,6 +67,12 @@ def add_lyapunov_arguments(parser: argparse.ArgumentParser) -> None:
     )
     lyap.add_argument(
         "--reorth-every", type=int, required=True, help="most steps between QR foldings"
+    )
+    lyap.add_argument(
+        "--lambda1-every",
+        type=int,
+        required=True,
+        help="steps between values of lambda_1(t) (1: every step; exact readouts always)",
     )
     lyap.add_argument(
         "--early-readouts",
@@ -100,6 +113,7 @@ def make_trainer(
         early_readouts=args.early_readouts,
         anchors=tuple(args.anchors),
         device=trainer.device,
+        lambda1_every=args.lambda1_every,
     )
     trainer.hooks["tangent"] = hook
     return trainer, hook, theta0
@@ -159,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     final = hook.last
     exps, subs = hook.tables()
     write_parquet(exps, args.out_exponents, EXPONENTS)
+    write_parquet(hook.lambda1_table(), args.out_lambda1, LAMBDA1)
     write_parquet(subs, args.out_subspaces, SUBSPACES)
     write_spectrum(args.out_spectrum, final, args.neutral_tol, theta0, settings.run_id)
     result.info["lyapunov"] = {
@@ -166,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         "tangent_seconds": hook.seconds["tangent"],
         "readout_seconds": hook.seconds["readout"],
         "readout_seconds_each": hook.readout_seconds,
+        "lambda1_seconds": hook.seconds["lambda1"],
         "final_method": final.method,
         "reorth_every": args.reorth_every,
+        "lambda1_every": args.lambda1_every,
     }
     outputs = {k: getattr(args, f"out_{k}") for k in OUTPUTS}
     write_outputs(result, settings, trainer.device, outputs)

@@ -7,6 +7,9 @@ Writes, into the run's folder, the outputs of :func:`chaosgd.runs.run_outputs.wr
   gradient overlap with the positive / negative eigenspaces, what CGD pruned).
 - ``epochs.parquet``: full training-set and validation loss / accuracy, at the start and
   ``evals_per_epoch`` times per epoch.
+- ``spectra.parquet``: the minibatch Hessian's nonzero eigenvalues at the evaluation steps
+  (those of ``epochs.parquet``, the end by the last step), App. B.2's distributions; no rows
+  for a run without the spectrum.
 - ``final.pt``: the final state dict (``torch.load(..., weights_only=True)``).
 - ``run.json``: the resolved settings, package versions, device, wall time and steps/s.
 

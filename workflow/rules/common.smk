@@ -8,7 +8,9 @@ from chaosgd.planning.tables import (
     EPOCHS,
     EXPONENTS,
     FITS,
+    LAMBDA1,
     MEMBERS,
+    SPECTRA,
     STEPS,
     SUBSPACES,
 )

@@ -7,6 +7,8 @@ rule fits_divergence:
         code=code_closure("fits"),
         distances=DISTANCES.path(),
         exponents=EXPONENTS.path(),
+        # λ1 at every step: the upper bound checked between the readouts too
+        lambda1=LAMBDA1.path(),
     output:
         fits=FITS.path(),
         bounds=BOUNDS.path(),
@@ -21,7 +23,7 @@ rule fits_divergence:
         mem_mb=lambda wildcards: RESOURCES.mem_mb("fits", wildcards.run),
     shell:
         "python -m chaosgd.fits --distances {input.distances} --exponents {input.exponents}"
-        " --out-fits {output.fits} --out-bounds {output.bounds} > {log} 2>&1"
+        " --lambda1 {input.lambda1} --out-fits {output.fits} --out-bounds {output.bounds} > {log} 2>&1"
 
 
 rule fits_all:

@@ -9,9 +9,13 @@ rule lyapunov_run:
     output:
         steps=STEPS.path(),
         epochs=EPOCHS.path(),
+        # the Hessian's eigenvalues at the evaluation steps; no rows without the spectrum
+        spectra=SPECTRA.path(),
         final="results/train/{run}/final.pt",
         info="results/train/{run}/run.json",
         exponents=EXPONENTS.path(),
+        # λ1 at every step (λN only at the readouts in exponents)
+        lambda1=LAMBDA1.path(),
         subspaces=SUBSPACES.path(),
         spectrum="results/lyapunov/{run}/spectrum_final.pt",
     log:
@@ -36,9 +40,9 @@ rule lyapunov_run:
     shell:
         "exec python -m chaosgd.lyapunov {params.args} {params.lyapunov} --data {input.data}"
         " --threads {threads} --checkpoint {params.checkpoint}"
-        " --out-steps {output.steps} --out-epochs {output.epochs} --out-final {output.final}"
-        " --out-info {output.info} --out-exponents {output.exponents}"
-        " --out-subspaces {output.subspaces} --out-spectrum {output.spectrum} > {log} 2>&1"
+        " --out-steps {output.steps} --out-epochs {output.epochs} --out-spectra {output.spectra}"
+        " --out-final {output.final} --out-info {output.info} --out-exponents {output.exponents}"
+        " --out-lambda1 {output.lambda1} --out-subspaces {output.subspaces} --out-spectrum {output.spectrum} > {log} 2>&1"
 
 
 rule lyapunov_all:

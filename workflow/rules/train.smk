@@ -9,6 +9,8 @@ rule train_run:
     output:
         steps=STEPS.path(),
         epochs=EPOCHS.path(),
+        # the Hessian's eigenvalues at the evaluation steps; no rows without the spectrum
+        spectra=SPECTRA.path(),
         final="results/train/{run}/final.pt",
         info="results/train/{run}/run.json",
     log:
@@ -30,7 +32,8 @@ rule train_run:
     shell:
         "exec python -m chaosgd.train {params.args} --data {input.data} --threads {threads}"
         " --checkpoint {params.checkpoint} --out-steps {output.steps}"
-        " --out-epochs {output.epochs} --out-final {output.final} --out-info {output.info}"
+        " --out-epochs {output.epochs} --out-spectra {output.spectra}"
+        " --out-final {output.final} --out-info {output.info}"
         " > {log} 2>&1"
 
 

@@ -219,3 +219,31 @@ def test_fit_table_without_exponents_fits_and_leaves_the_bounds_unchecked():
         divergence_fit.fit_table(dist.drop(columns="eps"))
     with pytest.raises(ValueError, match="is empty"):
         divergence_fit.fit_table(dist.iloc[:0])
+
+
+def test_upper_bound_at_every_step_fails_between_the_readouts():
+    # e^{λ1 t}ε with λ1(t) = 0.01 per step; the distance crosses it at steps 3..5 only
+    steps = np.arange(0, 9)
+    eps = 0.5
+    lam = pd.DataFrame({"step": np.arange(1, 9), "lambda_1": 0.01})
+    d = 0.8 * eps * np.exp(0.01 * steps)
+    crossing = d.copy()
+    crossing[3:6] *= 2.0
+    for curve, want in ((d, np.log(1 / 0.8)), (crossing, np.log(1 / 1.6))):
+        df = pd.DataFrame({"step": steps, "distance": curve})
+        margin, n = divergence_fit.upper_bound_steps(df, lam, eps)
+        assert n == 8 and margin == pytest.approx(want)  # step 0 left out
+    # steps the lambda1 table lacks are not checked; none in common: (NaN, 0)
+    margin, n = divergence_fit.upper_bound_steps(
+        pd.DataFrame({"step": [20, 30], "distance": [1.0, 2.0]}), lam, eps
+    )
+    assert n == 0 and np.isnan(margin)
+    fits, _ = divergence_fit.fit_table(
+        pd.DataFrame(
+            {"dtype": "float32", "strategy": "max_chaos", "eps": eps, "step": steps,
+             "distance": crossing}
+        ),
+        lambda1=lam,
+    )  # fmt: skip
+    assert fits["upper_steps"].tolist() == [8]
+    assert fits["upper_margin_steps"].iloc[0] == pytest.approx(np.log(1 / 1.6))

@@ -599,3 +599,51 @@ def test_a_state_with_a_non_triangular_factor_is_refused():
     sd["B"][3, 0] = 1e-3
     with pytest.raises(ValueError, match="not upper triangular"):
         TangentMap(4).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "linear"])
+def test_top_singular_every_step_equals_the_dense_svd(kind):
+    # 60 steps of a 40-dim map, folds every 7 steps (and by the growth bound) in between, each
+    # step warm-started from the previous one's vector as the Lyapunov stage does. TOP_TOL =
+    # 1e-10 bounds σ1²'s relative error by r²/gap, ≈ 5e-11 in ln σ1; the dense product and its
+    # SVD add ~1e-15. 1e-9 relative (or absolute while |ln σ1| < 1) leaves a factor ~20 for the
+    # bound's gap, which it takes from the Krylov space's own next Ritz value.
+    n, lr = 40, 0.05
+    rng = np.random.default_rng(3)
+    tm = TangentMap(n, reorth_every=7)
+    Y = np.eye(n)
+    v, seen = None, []
+    for t in range(1, 61):
+        if kind == "sgd":
+            V = np.linalg.qr(rng.standard_normal((n, 12)))[0]
+            lam = rng.uniform(-6.0, 30.0, 12)  # |1 − ηλ| up to 2.5: strongly expanding steps
+            tm.step_sgd(lr, torch.tensor(lam), torch.tensor(V))
+            J = np.eye(n) - lr * (V * lam) @ V.T
+        else:
+            J = np.eye(n) + 0.2 * rng.standard_normal((n, n)) / math.sqrt(n)
+            tm.step_linear(torch.tensor(J))
+        Y = J @ Y
+        top = tm.top_singular(v)
+        v = top.vector
+        want = math.log(np.linalg.svd(Y, compute_uv=False)[0])
+        assert abs(top.log_sigma - want) <= 1e-9 * max(1.0, abs(want)), (t, top, want)
+        # the vector is the top right singular vector: ‖Yv‖ = σ1
+        assert math.log(np.linalg.norm(Y @ v.numpy())) == pytest.approx(want, abs=1e-9)
+        seen.append(top.iterations)
+    assert tm.state_dict()["log_growth"] >= 0 and max(seen) < 40
+    # a state only as the tangent map holds it: the same call gives the same bits
+    again = tm.top_singular(v)
+    assert again.log_sigma == tm.top_singular(v).log_sigma
+    assert torch.equal(again.vector, tm.top_singular(v).vector)
+
+
+def test_top_singular_before_any_step_and_of_a_wide_graded_factor():
+    tm = TangentMap(5)
+    assert tm.top_singular().log_sigma == 0.0 and tm.top_singular().iterations == 0
+    # row scales far beyond float64 (e^±2000): the log-scaled products neither overflow nor lose σ1
+    tm.step_linear(torch.diag(torch.tensor([2.0, 1.0, 0.5, 0.25, 0.125], dtype=F64)))
+    tm.s += torch.tensor([2000.0, 0.0, -1000.0, -2000.0, 5.0], dtype=F64)
+    top = tm.top_singular()
+    assert top.log_sigma == pytest.approx(2000.0 + math.log(2.0), rel=1e-12)
+    with pytest.raises(ValueError, match="v0"):
+        tm.top_singular(torch.ones(4, dtype=F64))

@@ -86,12 +86,15 @@ def test_the_bench_measures_every_cost_of_the_table(tmp_path, capsys):
     rows = json.loads((tmp_path / "rows.json").read_text())
     names = {r["name"] for r in rows}
     mlp = {n for n in COSTS if n.endswith(".mlp")}
-    assert names == mlp - {"dense.mlp"} | {"order_image", "reorth", "readout"}
+    assert names == mlp - {"dense.mlp"} | {"order_image", "reorth", "readout", "lambda1"}
     assert all(r["seconds"] > 0 and r["ratio"] == r["seconds"] / r["table_s"] for r in rows)
     # reported at the reference size: the N³ readout of a 544-parameter MLP, scaled up
     readout = next(r for r in rows if r["name"] == "readout")
     assert readout["n_params"] == 544
     assert readout["seconds"] == pytest.approx(readout["measured_s"] * (5350 / 544) ** 3)
+    # λ1(t)'s O(N²) Krylov products, scaled by N²
+    lambda1 = next(r for r in rows if r["name"] == "lambda1")
+    assert lambda1["seconds"] == pytest.approx(lambda1["measured_s"] * (5350 / 544) ** 2)
     # its closing block is a config section the planner takes as it is
     out = capsys.readouterr().out
     block = yaml.safe_load(out[out.index("resources:\n") :])
@@ -151,7 +154,10 @@ def test_lyapunov_run_with_ten_readouts():
     assert p.config["lyapunov"]["anchors"] == [10, 10000]
     readouts = 20 * cost("readout")
     updates = 36480 * cost("tangent.mlp") + math.ceil(36480 / 100) * cost("reorth")
-    assert lyap.seconds == pytest.approx(train.seconds + updates + readouts)
+    # λ1(t) every 20 steps (lyapunov.lambda1_every) and at the 20 readouts
+    assert p.config["lyapunov"]["lambda1_every"] == 20
+    lambda1 = (36480 // 20 + 20) * cost("lambda1")
+    assert lyap.seconds == pytest.approx(train.seconds + updates + readouts + lambda1)
     # the eigenpairs and the tangent update through the range basis, 20 graded readouts
     assert lyap.runtime >= 1.5 * ((0.028 + 0.124) * 36480 + 20 * 112) / 60
     # each readout adds its O(N³) cost, × the safety factor

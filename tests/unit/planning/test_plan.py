@@ -156,14 +156,22 @@ def test_figures_follow_the_groups():
         "a": ("curves", "a", 2),
         "a_validation": ("validation", "a", 2),
         "figB2_a": ("spectrum", "a", 1),  # only the run with a tangent map has a spectrum
+        "figB2hist_a": ("spectra", "a", 1),
         "figC1_a": ("exponents", "a", 1),
         "figC2_a": ("subspaces", "a", 1),
         "b": ("curves", "b", 3),
         "b_validation": ("validation", "b", 3),
         "figB2_b": ("spectrum", "b", 3),
+        "figB2hist_b": ("spectra", "b", 3),
     }
     assert figures["figC1_a"].inputs == (
         "results/lyapunov/usps_mlp-relu20_sgd_m0_s1/exponents.parquet",
+        "results/lyapunov/usps_mlp-relu20_sgd_m0_s1/lambda1.parquet",
+        "results/train/usps_mlp-relu20_sgd_m0_s1/run.json",
+    )
+    # the eigenvalue distributions read what the runs with the spectrum keep
+    assert figures["figB2hist_a"].inputs == (
+        "results/train/usps_mlp-relu20_sgd_m0_s1/spectra.parquet",
         "results/train/usps_mlp-relu20_sgd_m0_s1/run.json",
     )
 

@@ -63,3 +63,17 @@ def test_readout_steps_equal_numpys_log_spacing(total, readouts, early):
         steps |= {int(round(v)) for v in np.geomspace(1, first, early + 1)[:-1]}
     assert schedule.readout_steps(total, readouts, early) == sorted(steps)
     assert math.isclose(schedule._geomspace(1, 3647, 11)[5], np.geomspace(1, 3647, 11)[5])
+
+
+def test_evaluation_and_spectrum_steps():
+    # 12 steps per epoch, 2 epochs, 2 evaluations per epoch: the rows of epochs.parquet
+    assert schedule.eval_steps(12, 2, 2) == [0, 6, 12, 18, 24]
+    # the end of the run has no batch: its last step's Hessian stands in for it
+    assert schedule.spectrum_steps(12, 2, 2) == [0, 6, 12, 18, 23]
+    # the paper's config: USPS, 40 epochs, one evaluation each: 41 kept spectra
+    assert len(schedule.spectrum_steps(912, 40, 1)) == 41
+    assert schedule.spectrum_steps(912, 40, 1)[-1] == 36479
+    # the quick demo's: 250 steps per epoch, 2 epochs, 4 evaluations each
+    assert schedule.spectrum_steps(250, 2, 4) == [0, 62, 125, 188, 250, 312, 375, 438, 499]
+    # one step per epoch: the last step stands in for the end only once
+    assert schedule.spectrum_steps(1, 3, 1) == [0, 1, 2]

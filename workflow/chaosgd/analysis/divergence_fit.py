@@ -23,6 +23,11 @@ perturbed ensembles (one per dtype × strategy × ε):
   bound's worst margin in log units (``upper_margin`` = min ln(e^{λ1 t}ε / d), ``lower_margin``
   = min ln(d / e^{λN t}ε); ≥ 0 where the bound holds throughout) and ``lower_log_max`` = the
   largest λN t: a lower bound e^{λN t}ε far below ε (λN t ≪ 0) holds without saying anything.
+* :func:`upper_bound_steps` checks the upper bound d(t) ≤ e^{λ1(t)t}ε at every recorded
+  distance step t ≥ 1, with λ1(t) from the Lyapunov stage's per-step ``lambda1.parquet`` (the
+  paper draws the bound at every step, Fig. 3b): ``upper_margin_steps`` = min ln(e^{λ1 t}ε / d)
+  over those steps, ``upper_steps`` their number. The lower bound needs λN, which is read out
+  at the exact readouts only.
 
 :func:`fit_table` does both for every curve of an ensembles stage's distances: one row per
 dtype × strategy × ε (α, β and their standard errors, R², the bounds' fractions and margins),
@@ -46,6 +51,7 @@ __all__ = [
     "fit_divergence",
     "BoundsResult",
     "bounds",
+    "upper_bound_steps",
     "fit_table",
 ]
 
@@ -246,10 +252,39 @@ def bounds(
     )
 
 
+def upper_bound_steps(
+    distances_df: pd.DataFrame, lambda1_df: pd.DataFrame, eps: float
+) -> tuple[float, int]:
+    """(min ln(e^{λ1(t)t}ε / d(t)), number of steps) over the curve's steps t ≥ 1 that
+    ``lambda1_df`` (the Lyapunov stage's ``lambda1.parquet``: step, lambda_1) has; (NaN, 0) for
+    none. < 0 where the distance rises above the upper bound anywhere, also between the exact
+    readouts. Computed in logs from λ1 t = ln σ1(Y(t)), as :func:`bounds` does."""
+    missing = {"step", "distance"} - set(distances_df.columns)
+    if missing:
+        raise ValueError(f"distances table lacks columns {sorted(missing)}")
+    if {"step", "lambda_1"} - set(lambda1_df.columns):
+        raise ValueError("lambda1 table lacks columns step, lambda_1")
+    table = distances_df.loc[distances_df["step"] >= 1, ["step", "distance"]].merge(
+        lambda1_df[["step", "lambda_1"]], on="step", how="inner"
+    )
+    if table.empty:
+        return math.nan, 0
+    t = table["step"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = table["lambda_1"].to_numpy() * t + np.log(float(eps)) - np.log(table["distance"])
+    # NaN only from d = 0 = ε (an unperturbed member): the bound holds with equality
+    gap = np.nan_to_num(np.asarray(gap, dtype=np.float64), nan=0.0)
+    return float(gap.min()), int(len(table))
+
+
 def fit_table(
-    distances: pd.DataFrame, exponents: pd.DataFrame | None = None, nonnegative: bool = True
+    distances: pd.DataFrame,
+    exponents: pd.DataFrame | None = None,
+    nonnegative: bool = True,
+    lambda1: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit every (dtype, strategy, eps) curve; with ``exponents``, check the bounds too.
+    """Fit every (dtype, strategy, eps) curve; with ``exponents``, check the bounds at the exact
+    readouts too, and with ``lambda1`` (per-step λ1) the upper bound at every recorded step.
 
     Returns ``fits`` (one row per curve) and ``bounds`` (long; empty without exponents).
     """
@@ -286,7 +321,12 @@ def fit_table(
             "upper_margin": float("nan"),
             "lower_margin": float("nan"),
             "lower_log_max": float("nan"),
+            "upper_margin_steps": float("nan"),
+            "upper_steps": 0,
         }
+        if lambda1 is not None:
+            margin, count = upper_bound_steps(curve, lambda1, eps)
+            row.update(upper_margin_steps=margin, upper_steps=count)
         if exponents is not None:
             b = bounds(curve, exponents, eps)
             row.update(
@@ -306,6 +346,7 @@ def fit_table(
     fits = pd.DataFrame(rows)
     fits["n"] = fits["n"].astype(np.int64)
     fits["bound_steps"] = fits["bound_steps"].astype(np.int64)
+    fits["upper_steps"] = fits["upper_steps"].astype(np.int64)
     columns = {
         "dtype": str,
         "strategy": str,

@@ -58,6 +58,7 @@ from chaosgd.engine.graded_svd import (
     qr_log_cond,
     svd_readout,
 )
+from chaosgd.engine.top_singular import TOP_MAX_ITER, TOP_TOL, TopSingular, factored_top
 
 __all__ = ["TangentMap", "TangentPrecisionError"]
 
@@ -364,6 +365,20 @@ class TangentMap:
             solver=solver,
         )
         self._cache = (key, out)
+        return out
+
+    def top_singular(
+        self, v0: torch.Tensor | None = None, tol: float = TOP_TOL, max_iter: int = TOP_MAX_ITER
+    ) -> TopSingular:
+        """ln σ1(Y(t)) = ln ‖Y‖₂ by Lanczos on YᵀY, O(N²) a product, from ``v0`` (the previous
+        value's vector; a fixed random start if None); no state change
+        (:func:`chaosgd.engine.top_singular.factored_top`)."""
+        v0 = None if v0 is None else self._check_matrix(v0, "v0", (self.n,))
+        out = factored_top(self.Q, self.B, self.s, v0, tol, max_iter, identity=self._t == 0)
+        if not math.isfinite(out.log_sigma):
+            raise TangentPrecisionError(
+                self._t, "Lanczos on YᵀY gave no positive finite σ1² (Q overflowed or Y vanished)"
+            )
         return out
 
     def exponents(self) -> np.ndarray:

@@ -8,7 +8,8 @@ both get the profile's 60. A job's estimate is a sum of measured per-unit costs 
   eigenpairs of the step when the run records its spectrum or prunes: low-rank or dense, as its
   ``curvature`` setting and the architecture choose), steps = ⌈training images / batch⌉ × epochs;
 * the tangent map (``lyapunov_run``): steps × its update + steps / ``reorth_every`` × one
-  re-orthonormalization + readouts × one exact readout (both O(N³));
+  re-orthonormalization + readouts × one exact readout (both O(N³)) + (steps /
+  ``lambda1_every`` + readouts) × one value of λ1(t) (O(N²) products);
 * ensembles: steps × members (1 + 5·|ε|) × the per-member step, for every dtype;
 * datasets, fits, figures, report, claims: startup + the images prepared or the table rows read.
 
@@ -101,6 +102,9 @@ COSTS: dict[str, Cost] = {
     # 434-nat N = 5350 factor (docs/costs-and-benchmarks.md), ≈ 200 s on one; an early, nearly isometric one takes
     # 30-60 s (bench costs times one at step 6: 48-55 s scaled from N = 1612)
     "readout": Cost(200.0, "exact Lyapunov readout", "∝ N³"),
+    # measured 1.36 s a value at N = 5350 over the first 40 steps of a paper-MLP run (31 Lanczos
+    # products of 44 ms, warm-started), where σ1 sits in a cluster near 1 and converges slowest
+    "lambda1": Cost(1.4, "value of λ1(t) between readouts", "∝ N² (10-40 products)"),
     # bench: 56 members, 100 steps
     "member_float32.mlp": Cost(1.8e-5, "ensemble member step", "∝ N, never below the reference"),
     "member_float64.mlp": Cost(2.3e-5, "ensemble member step", "∝ N, never below the reference"),
@@ -186,6 +190,8 @@ def growth(name: str, model: str, n: int, batch: int = BATCH_REF) -> float:
         return (n / N_REF[model]) ** 2 * rank / ref_rank
     if kind in ("reorth", "readout"):
         return (n / SVD_N_REF) ** 3
+    if kind == "lambda1":
+        return (n / SVD_N_REF) ** 2
     if kind.startswith("member_"):
         return max(1.0, n / N_REF[model])
     return 1.0
@@ -311,6 +317,7 @@ class JobResources:
         readouts = len(readout_steps(steps, lyap["readouts"], lyap["early_readouts"], anchors))
         seconds += steps * update + folds * self._scaled("reorth", s)
         seconds += readouts * self._scaled("readout", s)
+        seconds += (steps // lyap["lambda1_every"] + readouts) * self._scaled("lambda1", s)
         # and the Lyapunov bases kept at App. C.2's anchors
         matrices = TANGENT_MATRICES + (1 if s.momentum else 0) + len(anchors)
         return seconds, mb + matrices * n * n * 8 / 1e6

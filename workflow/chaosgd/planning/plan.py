@@ -14,7 +14,17 @@ import shlex
 from chaosgd.planning.job_costs import JobResources
 from chaosgd.planning.run_settings import ROLES, RUN_ID_SUFFIX, TOP_LEVEL, RunSettings, Variant
 from chaosgd.planning.schedule import train_steps
-from chaosgd.planning.tables import DISTANCES, EPOCHS, EXPONENTS, FITS, RESULTS, STEPS
+from chaosgd.planning.tables import (
+    BOUNDS,
+    DISTANCES,
+    EPOCHS,
+    EXPONENTS,
+    FITS,
+    MEMBERS,
+    RESULTS,
+    STEPS,
+    SUBSPACES,
+)
 from chaosgd.planning.vocab import ARCHITECTURES, DATASETS, FIGURE_KINDS
 
 
@@ -239,6 +249,7 @@ def lyapunov_args(config: dict) -> str:
         "--readouts", str(lyap["readouts"]),
         "--neutral-tol", repr(float(lyap["neutral_tol"])),
         "--reorth-every", str(lyap["reorth_every"]),
+        "--lambda1-every", str(lyap["lambda1_every"]),
         "--quantiles", *[repr(float(q)) for q in lyap["quantiles"]],
         "--early-readouts", str(lyap["early_readouts"]),
         "--anchors", *[str(a) for a in lyap["anchors"]],
@@ -426,8 +437,8 @@ def claims_inputs(
     """The result files the claims read."""
     files = [f"{RESULTS}/train/{r}/run.json" for r in runs]
     files += [t.path(r) for r in runs for t in (STEPS, EPOCHS)]
-    files += [EXPONENTS.path(r) for rs in lyapunov.values() for r in rs]
-    files += [t.path(r) for r in references for t in (DISTANCES, FITS)]
+    files += [t.path(r) for rs in lyapunov.values() for r in rs for t in (EXPONENTS, SUBSPACES)]
+    files += [t.path(r) for r in references for t in (DISTANCES, MEMBERS, FITS, BOUNDS)]
     return sorted(set(files))
 
 

@@ -1,4 +1,5 @@
-"""The step schedule of a run: how many steps it takes, and when its exact readouts fall.
+"""The step schedule of a run: how many steps it takes, when it is evaluated and its spectrum
+kept, and when its exact readouts fall.
 
 The one home of these counts: the planner (run lengths, onsets, readouts), the job costs, the
 trainer, the lockstep ensembles and the Lyapunov readouts all read them here. Pure Python, so
@@ -34,6 +35,25 @@ def train_images(settings: RunSettings) -> int:
 def train_steps(settings: RunSettings) -> int:
     """The run's optimizer steps, from its settings and its dataset's size."""
     return run_steps(train_images(settings), settings.batch_size, settings.epochs)
+
+
+def eval_steps(steps_per_epoch: int, epochs: int, per_epoch: int) -> list[int]:
+    """The steps after which the whole training and validation sets are evaluated (the rows of
+    ``epochs.parquet``): 0, and ``per_epoch`` times per epoch, the last at the end of the run."""
+    points = {0}
+    for e in range(epochs):
+        for k in range(1, per_epoch + 1):
+            points.add(e * steps_per_epoch + round(k * steps_per_epoch / per_epoch))
+    return sorted(points)
+
+
+def spectrum_steps(steps_per_epoch: int, epochs: int, per_epoch: int) -> list[int]:
+    """The steps whose Hessian eigenvalues ``spectra.parquet`` keeps (App. B.2's distributions
+    over training): the evaluation steps (:func:`eval_steps`), whose parameters the step's
+    minibatch Hessian is taken at; the end of the run has no batch left, so its last step
+    stands in for it."""
+    total = steps_per_epoch * epochs
+    return sorted({min(s, total - 1) for s in eval_steps(steps_per_epoch, epochs, per_epoch)})
 
 
 def _geomspace(start: float, stop: float, num: int) -> list[float]:

@@ -98,6 +98,14 @@ EPOCHS = Table(
     "the whole training set's and the validation set's loss and accuracy, at the start and "
     "evals_per_epoch times per epoch",
 )
+SPECTRA = Table(
+    "train",
+    "spectra",
+    ("step", "eigenvalue"),
+    "one row per nonzero eigenvalue (|λ| above the curvature engine's null tolerance) of the "
+    "minibatch Hessian at the evaluation steps (those of epochs, the end of the run by its last "
+    "step): the distributions over training (App. B.2); no rows for a run without the spectrum",
+)
 
 # -- Lyapunov (App. C.1, C.2) ------------------------------------------------------------------
 
@@ -107,6 +115,14 @@ EXPONENTS = Table(
     ("step", "method", "lambda_1", "lambda_N", "n_positive", "n_negative", "n_neutral"),
     "one row per readout of the tangent map: the largest and smallest finite-time exponents, "
     "their counts by sign, and one column q<level> per configured quantile",
+)
+LAMBDA1 = Table(
+    "lyapunov",
+    "lambda1",
+    ("step", "lambda_1", "iterations"),
+    "one row per step: the largest finite-time exponent ln σ1(Y(t))/t from a Krylov iteration on "
+    "YᵀY warm-started at the previous step's vector (exact to ~1e-10 in ln σ1), and the "
+    "products with YᵀY it took; λN and the rest of the spectrum only at the readouts",
 )
 SUBSPACE_KINDS = ("chaotic", "edge", "nonchaotic", "chaotic_vs_nonchaotic", "nonchaotic_vs_chaotic")
 SUBSPACES = Table(
@@ -172,9 +188,12 @@ FITS = Table(
         "upper_margin",
         "lower_margin",
         "lower_log_max",
+        "upper_margin_steps",
+        "upper_steps",
     ),
     "one row per distance curve: the fit of d(t) = sqrt(alpha t^2 + beta t + eps^2), its "
-    "standard errors and R^2, and how the Lyapunov bounds held",
+    "standard errors and R^2, and how the Lyapunov bounds held at the exact readouts and (the "
+    "upper one, from lambda1) at every recorded step",
 )
 BOUNDS = Table(
     "fits",
@@ -185,5 +204,17 @@ BOUNDS = Table(
 )
 
 TABLES = {
-    t.name: t for t in (STEPS, EPOCHS, EXPONENTS, SUBSPACES, DISTANCES, MEMBERS, FITS, BOUNDS)
+    t.name: t
+    for t in (
+        STEPS,
+        EPOCHS,
+        SPECTRA,
+        EXPONENTS,
+        LAMBDA1,
+        SUBSPACES,
+        DISTANCES,
+        MEMBERS,
+        FITS,
+        BOUNDS,
+    )
 }

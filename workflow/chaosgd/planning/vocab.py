@@ -259,17 +259,36 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             ("train/{run}/steps.parquet", _TRAIN),
         ),
         FigureKind(
+            "spectra",
+            "spectral",
+            "figB2hist_{experiment}",
+            "Hessian spectrum",
+            "The distribution of the minibatch Hessian's nonzero eigenvalues over training, at "
+            "the evaluation steps, pooled over the seeds of SGD (or, where SGD did not record "
+            "the spectrum, of the first condition that did) as mean counts per run: (a) "
+            "histograms at six steps from the first to the last, (b) the density of step "
+            "against eigenvalue on a log colour scale; symmetric-log eigenvalue axes (linear "
+            "near 0), 2/η dashed (the step is chaotic below 0 and above 2/η).",
+            "App. B.2 (eigenvalue distributions over training)",
+            ("train/{run}/spectra.parquet", _TRAIN),
+        ),
+        FigureKind(
             "exponents",
             "tangent",
             "figC1_{experiment}",
             "Lyapunov spectra",
-            "Finite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map over training: "
-            "λ1, λN, quantiles, and the numbers of chaotic (λ > 0) and non-chaotic (λ < 0) "
-            "directions, from exact Jacobi-SVD readouts of the tangent map, log-spaced from "
-            "step 1 and then evenly spaced, on a log step axis that shows the start, where the "
-            "exponents are above 0.",
-            "App. C.1",
-            ("lyapunov/{run}/exponents.parquet", _TRAIN),
+            "Finite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map over training, one "
+            "column of panels per variant on the same y-limits (SGD beside CGD pruning the "
+            "chaotic eigenspace, whose λ1 stays at 0: Theorem 2.2). λ1 every lyapunov.lambda1_every steps (line), "
+            "from a Krylov iteration on YᵀY warm-started at the previous step's vector, exact to "
+            "~1e-10 in ln σ1; at the exact readouts (markers) λ1, λN, quantiles and the numbers "
+            "of chaotic (λ > 0) and non-chaotic (λ < 0) directions, from SVDs of the factored "
+            "tangent map (preconditioned divide and conquer, checked, with the Jacobi SVD as "
+            "fallback), log-spaced from step 1 and then evenly spaced. λN and the quantiles are "
+            "at the readouts only: σ_N at every step would need O(N³) solves. Log step axis, "
+            "which shows the start, where the exponents are above 0.",
+            "App. C.1, Theorem 2.2",
+            ("lyapunov/{run}/exponents.parquet", "lyapunov/{run}/lambda1.parquet", _TRAIN),
         ),
         FigureKind(
             "subspaces",
@@ -282,7 +301,9 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "random baseline max(dim)/N (dashed) and the similarity of random index sets of the "
             "same dimensions (dotted); the cross terms chaotic–non-chaotic both ways; and the "
             "dimensions now and at t₀. A stabilising subspace keeps its similarity well above "
-            "both baselines.",
+            "both baselines. Where an experiment's Lyapunov runs include CGD beside SGD, the "
+            "SGD runs only: pruning the chaotic eigenspace leaves no chaotic subspace "
+            "(Theorem 2.2), whose similarities are undefined.",
             "App. C.2",
             ("lyapunov/{run}/subspaces.parquet", _TRAIN),
         ),
@@ -309,13 +330,15 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "fig3b_{label}",
             "Perturbed ensembles",
             "Distance curves (solid), the least-squares fit of √(αt² + βt + ε²) to d² (dashed, "
-            "R² in the legend) and the Lyapunov bounds e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε at the "
-            "readout steps (shaded).",
+            "R² in the legend) and the Lyapunov bounds e^{λN(t)t}ε ≤ d(t) ≤ e^{λ1(t)t}ε: the "
+            "upper one wherever λ1(t) was computed (line: every lyapunov.lambda1_every steps; ▲ at the exact readouts), the lower one "
+            "at the exact readouts only (▼; λN per step would need O(N³) solves).",
             "Fig. 3b",
             (
                 "ensembles/{run}/distances.parquet",
                 "fits/{run}/fits.parquet",
                 "fits/{run}/bounds.parquet",
+                "lyapunov/{run}/lambda1.parquet",
                 _TRAIN,
             ),
             main_eps=True,
@@ -346,11 +369,19 @@ FIGURE_KINDS: dict[str, FigureKind] = {
             "reference",
             "figC5_{label}",
             "Perturbed ensembles",
-            "Distance against the Lyapunov bounds e^{λN(t)t}ε (lower) and e^{λ1(t)t}ε (upper) "
-            "at the exact readout steps, per direction, with the fraction of steps where each "
-            "holds.",
+            "Distance at every recorded step against the Lyapunov bounds, per direction: the "
+            "upper bound e^{λ1(t)t}ε at every step (line, λ1 per step; ▲ at the exact readouts), "
+            "the lower bound e^{λN(t)t}ε at the exact readouts only (▼; λN per step would need "
+            "O(N³) solves), with the fraction of readouts where each holds and the upper "
+            "bound's worst margin ln(e^{λ1 t}ε/d) over every step.",
             "App. C.5",
-            ("fits/{run}/bounds.parquet", "fits/{run}/fits.parquet", _TRAIN),
+            (
+                "fits/{run}/bounds.parquet",
+                "fits/{run}/fits.parquet",
+                "ensembles/{run}/distances.parquet",
+                "lyapunov/{run}/lambda1.parquet",
+                _TRAIN,
+            ),
             main_eps=True,
         ),
     )

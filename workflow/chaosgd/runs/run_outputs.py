@@ -1,11 +1,13 @@
-"""What a training job leaves: its four outputs, the environment it ran in, and the options
+"""What a training job leaves: its five outputs, the environment it ran in, and the options
 that name its files.
 
 :func:`write_outputs` writes a run's training outputs (:data:`OUTPUT_FILES`): ``steps.parquet``,
 ``epochs.parquet`` (full training-set and validation loss / accuracy, at the start and
-``evals_per_epoch`` times per epoch), ``final.pt`` (the final state dict) and ``run.json``
-(settings, versions, device, timings), the last one last, so that its presence marks a complete
-run. Timings live in ``run.json`` only, so that the Parquet files of a rerun are identical.
+``evals_per_epoch`` times per epoch), ``spectra.parquet`` (the minibatch Hessian's nonzero
+eigenvalues at those steps, App. B.2; no rows for a run without the spectrum: the rules'
+outputs are fixed), ``final.pt`` (the final state dict) and ``run.json`` (settings, versions,
+device, timings), the last one last, so that its presence marks a complete run. Timings live in
+``run.json`` only, so that the Parquet files of a rerun are identical.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from chaosgd import __version__
 from chaosgd.planning.run_settings import RunSettings
-from chaosgd.planning.tables import EPOCHS, STEPS
+from chaosgd.planning.tables import EPOCHS, SPECTRA, STEPS
 from chaosgd.runs.artifacts import save_tensors, write_json, write_parquet
 from chaosgd.runs.trainer import Result
 
@@ -52,9 +54,10 @@ def environment(device: torch.device) -> dict:
 
 
 def write_outputs(result: Result, settings: RunSettings, device: torch.device, out: dict) -> None:
-    """Write the run's four outputs, run.json last (its presence marks a complete run)."""
+    """Write the run's five outputs, run.json last (its presence marks a complete run)."""
     write_parquet(result.steps, out["steps"], STEPS)
     write_parquet(result.epochs, out["epochs"], EPOCHS)
+    write_parquet(result.spectra, out["spectra"], SPECTRA)
     save_tensors(result.state_dict, out["final"])
     write_json(
         {
@@ -83,6 +86,7 @@ def add_io_arguments(parser: argparse.ArgumentParser, outputs: tuple[str, ...]) 
 OUTPUT_FILES = {
     "steps": STEPS.filename,
     "epochs": EPOCHS.filename,
+    "spectra": SPECTRA.filename,
     "final": "final.pt",
     "info": "run.json",
 }

@@ -7,6 +7,10 @@ the readout steps reads it out exactly: the exponents' summary (App. C.1; log-sp
 readouts resolve the start) and, as the reference code measured App. C.2, the similarity of the
 chaotic, edge and non-chaotic Lyapunov subspaces of every later readout to those fixed at the
 reference times t₀, with random baselines (:func:`chaosgd.engine.exponents.stability_row`).
+Between the readouts it records λ1(t) = ln σ1(Y(t))/t at every step, the way the paper plots
+the exponents (App. C.1, Fig. 3b's bound): :meth:`chaosgd.engine.tangent_map.TangentMap.top_singular`,
+warm-started from the previous step's vector, O(N²) a product and exact to ~1e-10. λN per step
+would need solves with Q (O(N³)): it stays at the readouts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from chaosgd.engine.graded_svd import LyapunovReadout
 from chaosgd.engine.tangent_map import TangentMap
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.schedule import anchor_steps, readout_steps
-from chaosgd.planning.tables import SUBSPACES
+from chaosgd.planning.tables import LAMBDA1, SUBSPACES
 
 
 def advance(
@@ -61,7 +65,10 @@ class TangentHook:
         device: torch.device,
         early_readouts: int = 0,
         anchors: tuple[int, ...] = (),
+        lambda1_every: int = 1,
     ):
+        if not isinstance(lambda1_every, int) or lambda1_every < 1:
+            raise ValueError(f"lambda1_every must be a positive int, got {lambda1_every!r}")
         self.s = settings
         # the hook's settings that shape its outputs, for the checkpoint's fingerprint
         self._settings = {
@@ -71,7 +78,9 @@ class TangentHook:
             "reorth_every": int(reorth_every),
             "early_readouts": int(early_readouts),
             "anchors": [int(a) for a in anchors],
+            "lambda1_every": int(lambda1_every),
         }
+        self.lambda1_every = int(lambda1_every)
         self.tangent = TangentMap(n, torch.float64, device, reorth_every=reorth_every)
         self.anchors = anchor_steps(anchors, total_steps) if anchors else []
         self.exact_steps = set(readout_steps(total_steps, readouts, early_readouts, self.anchors))
@@ -82,7 +91,11 @@ class TangentHook:
         # the Lyapunov bases (vectors, exponents) fixed at the anchors t₀ so far
         self.references: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.last: LyapunovReadout | None = None
-        self.seconds = {"tangent": 0.0, "readout": 0.0}
+        self.seconds = {"tangent": 0.0, "readout": 0.0, "lambda1": 0.0}
+        # λ1 at every step (LAMBDA1's columns), and the vector that warm-starts the next step's
+        # Krylov iteration: both checkpointed, so a resumed run's table is the same bytes
+        self.lambda1: dict[str, list] = {"step": [], "lambda_1": [], "iterations": []}
+        self.top_vector: torch.Tensor | None = None
         # each readout's seconds: timings stay out of the tables, so a resumed run's are identical
         self.readout_seconds: list[float] = []
 
@@ -101,8 +114,18 @@ class TangentHook:
             raise RuntimeError("the tangent map needs the Hessian eigenpairs of every step")
         t0 = time.perf_counter()
         advance(self.tangent, eig, pruned, self.s.lr, self.s.momentum)
-        self.seconds["tangent"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.seconds["tangent"] += t1 - t0
         t = self.tangent.t
+        # every lambda1_every-th step and at the exact readouts, which check it; each costs
+        # ~10-30 passes over the N×N factors, several times the step's own update
+        if t % self.lambda1_every == 0 or t in self.exact_steps:
+            top = self.tangent.top_singular(self.top_vector)
+            self.top_vector = top.vector
+            self.lambda1["step"].append(t)
+            self.lambda1["lambda_1"].append(top.log_sigma / t)
+            self.lambda1["iterations"].append(top.iterations)
+            self.seconds["lambda1"] += time.perf_counter() - t1
         if t in self.exact_steps:
             self._exact(t)
 
@@ -162,6 +185,16 @@ class TangentHook:
             "references": references,
             "seconds": self.seconds,
             "readout_seconds": self.readout_seconds,
+            "lambda1": {
+                "step": torch.tensor(self.lambda1["step"], dtype=torch.int64),
+                "lambda_1": torch.tensor(self.lambda1["lambda_1"], dtype=torch.float64),
+                "iterations": torch.tensor(self.lambda1["iterations"], dtype=torch.int64),
+            },
+            "top_vector": (
+                torch.empty(0, dtype=torch.float64)
+                if self.top_vector is None
+                else self.top_vector.clone()
+            ),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -176,6 +209,20 @@ class TangentHook:
         }
         self.seconds = state["seconds"]
         self.readout_seconds = list(state["readout_seconds"])
+        self.lambda1 = {k: v.tolist() for k, v in state["lambda1"].items()}
+        vector = state["top_vector"]
+        self.top_vector = vector.to(self.tangent.device) if vector.numel() else None
+        self.seconds.setdefault("lambda1", 0.0)
+
+    def lambda1_table(self) -> pd.DataFrame:
+        """The ``lambda1`` table: λ1 and the Krylov products it took, at every step so far."""
+        return pd.DataFrame(
+            {
+                LAMBDA1.step: np.asarray(self.lambda1["step"], dtype=np.int64),
+                LAMBDA1.lambda_1: np.asarray(self.lambda1["lambda_1"], dtype=np.float64),
+                LAMBDA1.iterations: np.asarray(self.lambda1["iterations"], dtype=np.int32),
+            }
+        )
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The ``exponents`` and ``subspaces`` tables of the readouts so far (counts as int32)."""

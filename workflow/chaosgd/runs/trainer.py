@@ -5,7 +5,8 @@ the initialization and the batch order (:mod:`chaosgd.runs.data`), so the varian
 differ only by their optimizer. Every step records the batch loss and
 accuracy before the update, the gradient and update norms and, when the run needs the Hessian
 spectrum, the curvature diagnostics (eigenvalue counts, extreme eigenvalues, gradient overlap
-with the positive / negative eigenspaces, what CGD pruned). :class:`StepHook` objects (the
+with the positive / negative eigenspaces, what CGD pruned), and at the evaluation steps the
+nonzero eigenvalues themselves (App. B.2's distributions). :class:`StepHook` objects (the
 Lyapunov tangent map) follow the run step by step and share its eigenpairs.
 
 A checkpoint is written every ``checkpoint_every`` steps and, on SIGTERM or SIGINT, at the next
@@ -39,7 +40,8 @@ from chaosgd.engine.models import (
     make_loss_fn,
 )
 from chaosgd.planning.run_settings import RunSettings
-from chaosgd.planning.schedule import run_steps, steps_per_epoch
+from chaosgd.planning.schedule import eval_steps, run_steps, spectrum_steps, steps_per_epoch
+from chaosgd.planning.tables import SPECTRA
 from chaosgd.runs import recovery
 from chaosgd.runs.artifacts import (
     save_tensors,
@@ -104,23 +106,16 @@ def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
 
-def _eval_steps(steps_per_epoch: int, epochs: int, per_epoch: int) -> set[int]:
-    """Steps after which the model is evaluated: 0 and per_epoch times per epoch."""
-    points = {0}
-    for e in range(epochs):
-        for k in range(1, per_epoch + 1):
-            points.add(e * steps_per_epoch + round(k * steps_per_epoch / per_epoch))
-    return points
-
-
 @dataclass
 class Result:
-    """A finished run: the per-step and per-epoch tables, the final state dict (CPU) and ``info``
+    """A finished run: the per-step and per-epoch tables, the Hessian's nonzero eigenvalues at
+    the evaluation steps (no rows without the spectrum), the final state dict (CPU) and ``info``
     (steps, timings, sample counts) for ``run.json``.
     """
 
     steps: pd.DataFrame
     epochs: pd.DataFrame
+    spectra: pd.DataFrame
     state_dict: dict
     info: dict
 
@@ -173,12 +168,14 @@ class Trainer:
         n = len(self.data.train_y)
         self.steps_per_epoch = steps_per_epoch(n, settings.batch_size)
         self.total_steps = run_steps(n, settings.batch_size, settings.epochs)
-        self.eval_points = _eval_steps(
-            self.steps_per_epoch, settings.epochs, settings.evals_per_epoch
-        )
+        schedule = (self.steps_per_epoch, settings.epochs, settings.evals_per_epoch)
+        self.eval_points = set(eval_steps(*schedule))
+        self.spectrum_points = set(spectrum_steps(*schedule))
         self.step = 0
         self.rows: dict[str, list] = {}
         self.evals: dict[str, list] = {}
+        # the kept eigenvalues, step by step; in the checkpoint, so a resumed run keeps them all
+        self.spectra: dict[str, list] = {SPECTRA.step: [], SPECTRA.eigenvalue: []}
         self.sketch_hint: int | None = None
         self.curvature_seconds = 0.0
         self.elapsed = 0.0
@@ -244,6 +241,7 @@ class Trainer:
             "sketch_gen": self.sketch_gen.get_state(),
             "rows": self.rows,
             "evals": self.evals,
+            "spectra": self.spectra,
             "sketch_hint": -1 if self.sketch_hint is None else self.sketch_hint,
             "curvature_seconds": self.curvature_seconds,
             "elapsed": self.elapsed,
@@ -265,6 +263,7 @@ class Trainer:
             self.selection_gen.set_state(state["selection_gen"].cpu())
         self.rows = state["rows"]
         self.evals = state["evals"]
+        self.spectra = state["spectra"]
         self.sketch_hint = None if state["sketch_hint"] < 0 else int(state["sketch_hint"])
         self.curvature_seconds = float(state["curvature_seconds"])
         self.elapsed = float(state["elapsed"])
@@ -360,6 +359,10 @@ class Trainer:
             diag = spectrum_diagnostics(grad.to(torch.float64), eig, s.lr)
             row.update(diag)
             row["curvature_method"] = eig.method
+            if self.step in self.spectrum_points:
+                kept = eig.values[eig.nonzero_mask()].tolist()
+                self.spectra[SPECTRA.step] += [self.step] * len(kept)
+                self.spectra[SPECTRA.eigenvalue] += kept
         before = flat_params(model)
         self.optimizer.step(eigenpairs=eig)
         pruned = self.optimizer.last_pruned
@@ -424,6 +427,14 @@ class Trainer:
         return Result(
             steps=self._frame(self.rows),
             epochs=self._frame(self.evals),
+            spectra=pd.DataFrame(
+                {
+                    SPECTRA.step: np.asarray(self.spectra[SPECTRA.step], dtype=np.int64),
+                    SPECTRA.eigenvalue: np.asarray(
+                        self.spectra[SPECTRA.eigenvalue], dtype=np.float64
+                    ),
+                }
+            ),
             state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             info={
                 "steps": self.total_steps,

@@ -73,15 +73,23 @@ def test_fit_bounds_sweep_and_precision_values(results, tmp_path):
     c = curve(data, "fit", "chaotic: fit")
     t = c["x"].to_numpy()
     np.testing.assert_allclose(c["y"], np.sqrt(f["alpha"] * t**2 + f["beta"] * t + MAIN_EPS**2))
-    np.testing.assert_allclose(
-        curve(data, "bounds", "upper")["y"], rows(bounds, "chaotic", MAIN_EPS)["upper"]
-    )
+    # the upper bound at every step from the per-step λ1, up to the distances' last step
+    lam = pd.read_parquet(results / "lyapunov" / REF / "lambda1.parquet")
+    lam = lam[lam["step"] <= 120]
+    upper = MAIN_EPS * np.exp(lam["lambda_1"] * lam["step"])
+    for data_bounds, panel in ((data, "bounds"), (draw(results, tmp_path, "bounds"), "max_chaos")):
+        c = curve(data_bounds, panel, "upper")
+        np.testing.assert_array_equal(c["x"], lam["step"])
+        np.testing.assert_allclose(c["y"], upper)
+        for col in ("upper", "lower"):  # at the exact readouts only
+            series = "upper: readouts" if col == "upper" else col
+            want = rows(bounds, "chaotic" if panel == "bounds" else panel, MAIN_EPS)[col]
+            np.testing.assert_allclose(curve(data_bounds, panel, series)["y"], want)
 
     data = draw(results, tmp_path, "bounds")
-    for col in ("distance", "upper", "lower"):
-        np.testing.assert_allclose(
-            curve(data, "max_chaos", col)["y"], rows(bounds, "max_chaos", MAIN_EPS)[col]
-        )
+    np.testing.assert_allclose(
+        curve(data, "max_chaos", "distance")["y"], rows(dist, "max_chaos", MAIN_EPS)["distance"]
+    )
 
     data = draw(results, tmp_path, "sweep")
     for eps in EPS:

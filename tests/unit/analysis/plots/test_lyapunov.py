@@ -13,7 +13,7 @@ from chaosgd.analysis.plots import lyapunov, style
 from chaosgd.analysis.plots.loading import load_runs
 from chaosgd.runs.artifacts import write_parquet
 
-from support.figures import REF, SGD, curve, fake_results, fake_run
+from support.figures import REF, SGD, curve, fake_results, fake_run, lambda1_table
 from support.figures import draw as draw_kind
 
 PLOTS = {"exponents": lyapunov.plot_exponents, "subspaces": lyapunov.plot_subspaces}
@@ -40,6 +40,10 @@ def test_exponents_on_a_log_step_axis(results, tmp_path):
         c = curve(data, panel, series)
         np.testing.assert_array_equal(c["x"], exps["step"])
         np.testing.assert_allclose(c["y"], exps[column])
+    per_step = pd.read_parquet(results / "lyapunov" / REF / "lambda1.parquet")
+    c = curve(data, "extremes", "SGD: λ1 per step")
+    np.testing.assert_array_equal(c["x"], per_step["step"])
+    np.testing.assert_allclose(c["y"], per_step["lambda_1"])
     q = curve(data, "quantiles", "SGD: median")
     np.testing.assert_allclose(q[["y", "lo", "hi"]].to_numpy().T, exps[["q0.5", "q0.1", "q0.9"]].T)
     fig, _ = lyapunov.plot_exponents(load_runs(results, [REF]), "e")
@@ -120,3 +124,72 @@ def test_subspaces_of_several_runs_name_the_run_in_each_panel(results, tmp_path)
         for t0 in (2, 16)
         for part in ("same", "cross", "dims")
     }
+
+
+CGD = "e_cgdc_s0"
+
+
+@pytest.fixture(scope="module")
+def with_cgd(tmp_path_factory):
+    """The SGD reference's Lyapunov results and a CGD-chaotic run's beside them: λ1 at 0 (no
+    chaotic direction left, Theorem 2.2), no chaotic subspace (NaN similarities)."""
+    results = fake_results(tmp_path_factory.mktemp("cgd") / "results")
+    fake_run(results, CGD, "cgd-chaotic", 0, 0.0, np.random.default_rng(5))
+    folder = results / "lyapunov" / CGD
+    exps = pd.read_parquet(results / "lyapunov" / REF / "exponents.parquet")
+    exps["lambda_1"] = 0.0
+    exps["n_negative"] += exps["n_positive"]
+    exps["n_positive"] = 0
+    write_parquet(exps, folder / "exponents.parquet")
+    write_parquet(lambda1_table(scale=0.0), folder / "lambda1.parquet")
+    subs = pd.read_parquet(results / "lyapunov" / REF / "subspaces.parquet")
+    for col in subs.columns:
+        if col.endswith("_chaotic") and not col.startswith("dim"):
+            subs[col] = math.nan
+        elif col.endswith("_chaotic"):
+            subs[col] = 0
+    write_parquet(subs, folder / "subspaces.parquet")
+    return results
+
+
+def test_exponents_one_column_per_variant_on_the_same_y_limits(with_cgd, tmp_path):
+    data = draw(with_cgd, tmp_path, "exponents", runs=[CGD, REF])
+    # SGD first, whatever the order of the runs
+    assert set(data["panel"]) == {
+        f"{v}: {p}" for v in ("SGD", "CGD chaotic") for p in ("extremes", "quantiles", "counts")
+    }
+    c = curve(data, "CGD chaotic: extremes", "CGD chaotic, seed 0: λ1 per step")
+    assert (c["y"] == 0).all() and len(c) == 120
+    fig, _ = lyapunov.plot_exponents(load_runs(with_cgd, [CGD, REF]), "e")
+    axes = fig.axes
+    assert len(axes) == 6
+    assert axes[0].get_title(loc="left").startswith("(a) SGD: λ1 (line); readouts")
+    assert "CGD chaotic" in axes[1].get_title(loc="left")
+    for row in range(3):
+        assert axes[2 * row].get_ylim() == axes[2 * row + 1].get_ylim()
+    style.plt.close(fig)
+
+
+def test_exponents_without_a_per_step_table_draw_the_readouts_and_say_so(with_cgd, tmp_path):
+    results = tmp_path / "results"
+    fake_run(results, REF, "sgd", 0, 0.0, np.random.default_rng(2))
+    (results / "lyapunov" / REF).mkdir(parents=True)
+    for name in ("exponents", "subspaces"):
+        src = with_cgd / "lyapunov" / REF / f"{name}.parquet"
+        (results / "lyapunov" / REF / f"{name}.parquet").write_bytes(src.read_bytes())
+    data = draw(results, tmp_path, "exponents")
+    assert not data["series"].str.contains("per step").any()
+    fig, _ = lyapunov.plot_exponents(load_runs(results, [REF]), "e")
+    assert "readouts only" in fig.texts[0].get_text()
+    style.plt.close(fig)
+
+
+def test_subspaces_draw_the_sgd_runs_of_an_experiment_with_cgd(with_cgd, tmp_path):
+    data = draw(with_cgd, tmp_path, "subspaces", runs=[REF, CGD])
+    assert not data["panel"].str.contains("CGD").any()
+    assert set(data["panel"]) == {
+        f"t0={t0}: {part}" for t0 in (2, 16) for part in ("same", "cross", "dims")
+    }
+    fig, _ = lyapunov.plot_subspaces(load_runs(with_cgd, [REF, CGD]), "s")
+    assert f"SGD runs only (left out: {CGD})" in fig.texts[0].get_text()
+    style.plt.close(fig)

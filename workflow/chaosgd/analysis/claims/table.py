@@ -3,23 +3,45 @@ and its Markdown and HTML (the report's) renderings."""
 
 from __future__ import annotations
 
+import html as _html
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from chaosgd.analysis.claims.divergence import claim_divergence, claim_scale, claim_sweep
-from chaosgd.analysis.claims.lyapunov import NEUTRAL_TOL, claim_exponents, claim_subspaces
+from chaosgd.analysis.claims.divergence import claim_divergence, claim_fit_shape, claim_growth
+from chaosgd.analysis.claims.lyapunov import (
+    NEUTRAL_TOL,
+    claim_exponents,
+    claim_nonchaotic_subspaces,
+    claim_pruned_chaos,
+    claim_subspaces,
+)
 from chaosgd.analysis.claims.results import Results
-from chaosgd.analysis.claims.spectrum import claim_spectrum
-from chaosgd.analysis.claims.training import claim_onsets, claim_pruning, claim_validation
+from chaosgd.analysis.claims.scale import claim_scale, claim_sweep
+from chaosgd.analysis.claims.spectrum import (
+    claim_hessian_norm,
+    claim_negative_steps,
+    claim_spectrum,
+)
+from chaosgd.analysis.claims.training import (
+    claim_coincide,
+    claim_onsets,
+    claim_pruning,
+    claim_selections,
+    claim_validation,
+)
 from chaosgd.analysis.claims.verdicts import NOT_SUPPORTED, SUPPORTED
 from chaosgd.runs.artifacts import read_run_info
 
 LEGEND = (
-    "Lower / upper end: of the 95 % confidence interval over seeds from 3 seeds on; with fewer "
-    "the smallest / largest seed (every seed must show the effect)."
+    "Interval: the one the verdict compared with the threshold. From 3 seeds on the 95 % "
+    "Student-t confidence interval over seeds (95% CI); with fewer, where that interval says "
+    "nothing (t = 12.7 for 2 seeds), the smallest and largest seed (seed range: every seed must "
+    "show the effect); none for a single measurement. Lower / upper end: of that interval. "
+    "Seed values: one per seed, in seed order. The Student-t interval for any number of seeds "
+    "from 2 is in claims.parquet (ci_low, ci_high)."
 )
 
 
@@ -49,6 +71,14 @@ def check_claims(
         + claim_subspaces(res, lyapunov)
         + claim_sweep(res, references)
         + claim_scale(res, references, main_eps)
+        + claim_negative_steps(res, groups)
+        + claim_hessian_norm(res, groups)
+        + claim_coincide(res, groups)
+        + claim_selections(res, groups)
+        + claim_nonchaotic_subspaces(res, lyapunov)
+        + claim_growth(res, references, main_eps)
+        + claim_fit_shape(res, references, main_eps)
+        + claim_pruned_chaos(res, lyapunov, neutral_tol)
     )
     df = pd.DataFrame([asdict(r) for r in rows])
     df["n"] = df["n"].astype(np.int64)
@@ -79,21 +109,40 @@ def _fmt(v: float) -> str:
     return "" if not np.isfinite(v) else f"{v:.3g}"
 
 
+def _interval(r) -> str:
+    """The verdict's interval with its kind: "[low, high] (95% CI)" or "(seed range)"."""
+    return f"[{_fmt(r.low)}, {_fmt(r.high)}] ({r.interval})" if r.interval else ""
+
+
+def _shown(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows as the table shows them: text cells, blank where there is nothing to show."""
+    return pd.DataFrame(
+        {
+            "#": df["claim"],
+            "claim": df["statement"],
+            "experiment": df["experiment"],
+            "quantity": df["quantity"],
+            "value": [_fmt(v) for v in df["value"]],
+            "interval": [_interval(r) for r in df.itertuples()],
+            "seed values": df["seed_values"],
+            "n": [str(n) if n else "" for n in df["n"]],
+            "threshold": df["threshold"],
+            "verdict": df["verdict"],
+        }
+    )
+
+
 def markdown(df: pd.DataFrame, context: str = "") -> str:
     """The claims table as Markdown after ``context``, then each verdict's criterion and details."""
-    lines = [
-        "| # | claim | experiment | quantity | value | 95% CI | seeds | threshold | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in df.itertuples():
-        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if np.isfinite(r.ci_low) else ""
-        verdict = {SUPPORTED: "**supported**", NOT_SUPPORTED: "**not supported**"}.get(
-            r.verdict, r.verdict
+    shown = _shown(df)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    for r in shown.itertuples(index=False):
+        cells = list(r)
+        cells[-1] = {SUPPORTED: "**supported**", NOT_SUPPORTED: "**not supported**"}.get(
+            cells[-1], cells[-1]
         )
-        lines.append(
-            f"| {r.claim} | {r.statement} | {r.experiment} | {r.quantity} | {_fmt(r.value)} | "
-            f"{ci} | {r.n or ''} | {r.threshold} | {verdict} |"
-        )
+        # a norm's bars (|λmin|) would end the cell
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     text = "\n".join(lines) + "\n\n" + LEGEND + "\n"
     if context:
         text = context + "\n\n" + text
@@ -106,11 +155,13 @@ def markdown(df: pd.DataFrame, context: str = "") -> str:
 
 def html(df: pd.DataFrame, context: str) -> str:
     """The claims table as HTML for the report: ``context``, the table, the legend, then each
-    verdict's criterion and details in a table of their own (too long for the first)."""
-    shown = df.drop(columns=["criterion", "detail"]).copy()
+    verdict's criterion and details in a table of their own (too long for the first).
+
+    Every text is escaped: statements and details quote the paper's symbols and could hold
+    markup; pandas' ``to_html`` escapes cells by default, and the paragraphs here likewise."""
     return (
-        f"<p>{context}</p>\n"
-        + shown.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
-        + f"\n<p>{LEGEND}</p>\n<h3>Criteria and details</h3>\n"
-        + df[["claim", "experiment", "criterion", "detail"]].to_html(index=False)
+        f"<p>{_html.escape(context)}</p>\n"
+        + _shown(df).to_html(index=False, escape=True)
+        + f"\n<p>{_html.escape(LEGEND)}</p>\n<h3>Criteria and details</h3>\n"
+        + df[["claim", "experiment", "criterion", "detail"]].to_html(index=False, escape=True)
     )

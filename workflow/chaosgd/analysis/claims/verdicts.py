@@ -1,13 +1,13 @@
 """The verdict rules every claim shares, and the statistics they rest on.
 
-For each claim of the paper, the measured quantity, its value with a 95 % confidence interval
-over seeds (Student's t; none with a single seed), the threshold the verdict compares it with,
-and a verdict: ``supported``, ``not supported`` or ``not run`` (the config produces nothing
-that could test it). Every criterion can fail, and the tests in ``tests/unit/analysis/claims/``
-put synthetic results on each side of it. "Lower end" / "upper end" is the end of the 95 % CI
-from 3 seeds on; below that the interval is uninformative and the smallest / largest seed
-stands in (every seed must show the effect). A value that is not finite never supports a claim.
-Claims whose inputs the config does not produce are ``not run``, never ``supported``.
+For each claim of the paper, the measured quantity, its value over seeds with the interval the
+verdict used and the per-seed values, the threshold the verdict compares it with, and a verdict:
+``supported``, ``not supported`` or ``not run`` (the config produces nothing that could test
+it). Every criterion can fail, and the tests in ``tests/unit/analysis/claims/`` put synthetic
+results on each side of it. "Lower end" / "upper end" is the end of the 95 % Student-t CI from 3
+seeds on; below that the interval is uninformative and the seed range stands in (every seed must
+show the effect). A value that is not finite never supports a claim. Claims whose inputs the
+config does not produce are ``not run``, never ``supported``.
 """
 
 from __future__ import annotations
@@ -23,15 +23,21 @@ SUPPORTED, NOT_SUPPORTED, NOT_RUN = "supported", "not supported", "not run"
 
 # below 3 seeds the bound a criterion refers to is the worst seed (see Stat.low)
 LOW, HIGH = "lower end", "upper end"
+# what kind of interval a verdict compared (Claim.interval): the table names it beside the bounds
+CI, SEED_RANGE = "95% CI", "seed range"
 
 
 @dataclass
 class Claim:
     """One row of the claims table: a claim of the paper, the quantity measured and the verdict.
 
-    ``value`` / ``ci_low`` / ``ci_high`` are the mean and 95 % interval over ``n`` seeds (or
-    ``n`` references); ``threshold`` is what the verdict compared them with, ``criterion``
-    everything the verdict required, and ``detail`` the supporting numbers (or why not run).
+    ``value`` is the mean over ``n`` seeds (or ``n`` references); ``low`` / ``high`` the interval
+    the verdict compared (:attr:`Stat.low` / :attr:`Stat.high`) and ``interval`` its kind
+    (``CI`` from 3 seeds on, ``SEED_RANGE`` below, empty for a single measurement);
+    ``seed_values`` the per-seed values in seed order, as text (Parquet stays flat);
+    ``ci_low`` / ``ci_high`` the 95 % Student-t interval whatever the seeds (NaN below 2).
+    ``threshold`` is what the verdict compared them with, ``criterion`` everything the verdict
+    required, and ``detail`` the supporting numbers (or why not run).
     """
 
     claim: int
@@ -39,6 +45,10 @@ class Claim:
     experiment: str
     quantity: str
     value: float = math.nan
+    interval: str = ""
+    low: float = math.nan
+    high: float = math.nan
+    seed_values: str = ""
     ci_low: float = math.nan
     ci_high: float = math.nan
     n: int = 0
@@ -53,7 +63,8 @@ class Stat:
     """A quantity over seeds: mean, 95 % Student-t interval, and the per-seed extremes.
 
     ``dropped`` counts the non-finite values left out; a verdict never rests on the others
-    alone (:func:`measured_claim`).
+    alone (:func:`measured_claim`). ``values`` are all the per-seed values as given (in seed
+    order where the caller passes them so), the non-finite ones included, for the table.
     """
 
     mean: float
@@ -63,6 +74,7 @@ class Stat:
     min: float
     max: float
     dropped: int = 0
+    values: tuple[float, ...] = ()
 
     @property
     def low(self) -> float:
@@ -76,21 +88,29 @@ class Stat:
         largest seed (see :attr:`low`)."""
         return self.ci_high if self.n >= 3 else self.max
 
+    @property
+    def interval(self) -> str:
+        """What kind of interval :attr:`low` / :attr:`high` are: ``CI``, ``SEED_RANGE`` (below 3
+        seeds), or empty without a finite value."""
+        if self.n == 0:
+            return ""
+        return CI if self.n >= 3 else SEED_RANGE
+
 
 def mean_ci(values) -> Stat:
     """Mean and 95 % Student-t interval over seeds (NaN bounds for fewer than 2 values), of the
-    finite values; how many were not is ``dropped``."""
+    finite values; how many were not is ``dropped``. ``values`` keeps them all, in order."""
     values = [float(v) for v in values]
     x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
     n, dropped = len(x), len(values) - len(x)
     if n == 0:
-        return Stat(math.nan, math.nan, math.nan, 0, math.nan, math.nan, dropped)
+        return Stat(math.nan, math.nan, math.nan, 0, math.nan, math.nan, dropped, tuple(values))
     mean = float(x.mean())
     lo = hi = math.nan
     if n >= 2:
         half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
         lo, hi = mean - half, mean + half
-    return Stat(mean, lo, hi, n, float(x.min()), float(x.max()), dropped)
+    return Stat(mean, lo, hi, n, float(x.min()), float(x.max()), dropped, tuple(values))
 
 
 def measured_claim(
@@ -106,7 +126,8 @@ def measured_claim(
     detail: str = "",
     also: Iterable[Stat] = (),
 ) -> Claim:
-    """A claim measured over seeds: ``stat``'s mean and interval, ``supported`` if ``ok``.
+    """A claim measured over seeds: ``stat``'s mean, the interval its verdict used and its
+    per-seed values, ``supported`` if ``ok``.
 
     Never ``supported`` when ``stat`` or a stat it also rests on (``also``) left out non-finite
     values: the seeds that remain are not the experiment."""
@@ -123,6 +144,10 @@ def measured_claim(
         experiment=experiment,
         quantity=quantity,
         value=stat.mean,
+        interval=stat.interval,
+        low=stat.low,
+        high=stat.high,
+        seed_values=fmt_values(stat.values),
         ci_low=stat.ci_low,
         ci_high=stat.ci_high,
         n=stat.n,
@@ -192,9 +217,11 @@ def _join(detail: str, more: str) -> str:
 
 
 def fmt_stat(st: Stat) -> str:
-    """A stat for a claim's detail: its mean, and its interval where it has one."""
-    ci = f" [{st.ci_low:.3g}, {st.ci_high:.3g}]" if np.isfinite(st.ci_low) else ""
-    return f"{st.mean:.3g}{ci}"
+    """A stat for a claim's detail: its mean and the interval a verdict on it would use, named
+    as in the table (so a detail never shows a CI where a verdict read the seed range)."""
+    if not st.interval:
+        return f"{st.mean:.3g}"
+    return f"{st.mean:.3g} [{st.low:.3g}, {st.high:.3g}] ({st.interval})"
 
 
 def fmt_values(values) -> str:

@@ -22,10 +22,12 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("step", "epoch", "train_acc", "train_loss", "val_acc", "val_loss"),
         ("step", "epoch", "train_acc", "train_loss", "val_acc", "val_loss"),
     ),
+    "spectra": (("step", "eigenvalue"), ("step", "eigenvalue")),
     "exponents": (
         ("step", "lambda_1", "lambda_N", "n_positive", "n_negative"),
         ("step", "lambda_1", "lambda_N", "n_positive", "n_negative"),
     ),
+    "lambda1": (("step", "lambda_1"), ("step", "lambda_1")),
     "subspaces": (
         ("step", "similarity_chaotic", "similarity_nonchaotic", "dim_chaotic", "dim_nonchaotic"),
         ("step", "dim_chaotic", "dim_nonchaotic"),

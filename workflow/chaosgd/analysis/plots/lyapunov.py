@@ -41,82 +41,142 @@ def _step_axis(ax, steps) -> None:
     ax.set_xlabel("step (log scale)")
 
 
-def plot_exponents(runs: list[Run], name: str):
-    """Finite-time Lyapunov exponents over training, one line per run (App. C.1), on a log step
-    axis: the readouts are log-spaced from step 1 to resolve the start, where the exponents are
-    above 0.
+def _lambda1(run: Run) -> pd.DataFrame | None:
+    """The run's per-step λ1 (``lambda1.parquet``), or None for results that predate it."""
+    path = run.path("lambda1", "lyapunov")
+    if not path.exists():
+        return None
+    return run.table("lambda1", stage="lyapunov")
 
-    Panels: λ1 and λN; the median with the outermost recorded quantiles; the numbers of chaotic
-    (λ > 0) and non-chaotic (λ < 0) exponents. Data: panels ``extremes`` (series "<run>: λ1",
-    "<run>: λN"), ``quantiles`` ("<run>: median", band the outermost quantiles), ``counts``
-    ("<run>: λ>0", "<run>: λ<0").
+
+def _variants(runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    """The runs by condition (variant, onset, momentum), SGD first, as column titles."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.condition, []).append(run)
+    show_mu = len({c[2] for c in groups}) > 1
+    order = sorted(groups, key=lambda c: (c[0] != "sgd", list(groups).index(c)))
+    return [(style.variant_label(c[0], c[1], c[2], show_mu), groups[c]) for c in order]
+
+
+def _share_y(axes) -> None:
+    lo = min(ax.get_ylim()[0] for ax in axes)
+    hi = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(lo, hi)
+
+
+def plot_exponents(runs: list[Run], name: str):
+    """Finite-time Lyapunov exponents over training (App. C.1) on a log step axis, one column of
+    panels per variant (SGD beside e.g. CGD pruning the chaotic eigenspace, Theorem 2.2), the
+    rows on the same y-limits, one colour per run.
+
+    Rows: λ1(t) every ``lambda1_every`` steps (line, ``lambda1.parquet``) with λ1 and λN at the exact readouts
+    (○, □); the median and the outermost recorded quantiles at the readouts; the numbers of
+    chaotic (λ > 0) and non-chaotic (λ < 0) exponents at the readouts. λN and the quantiles
+    exist only at the readouts: σ_N per step would need O(N³) solves. Data: panels
+    ``extremes`` (series "<run>: λ1 per step", "<run>: λ1", "<run>: λN"), ``quantiles``
+    ("<run>: median", band the outermost quantiles), ``counts`` ("<run>: λ>0", "<run>: λ<0");
+    with several variants "<variant>: " before each panel's name.
     """
     data = FigureData()
-    fig, (ax_ext, ax_q, ax_n) = style.figure(3)
-    steps = []
-    for run, colour in zip(runs, style.run_colours(len(runs))):
-        exact = run.table("exponents", stage="lyapunov")
-        steps.extend(exact["step"])
-        label = _run_label(run, runs)
-        for col, marker, sym in (("lambda_1", "o", "λ1"), ("lambda_N", "s", "λN")):
-            data.plot(
-                ax_ext,
-                "extremes",
-                f"{label}: {sym}",
-                exact["step"],
-                exact[col],
-                marker=marker,
-                ms=3,
-                color=colour,
-                label=f"{label}: {sym}",
+    columns = _variants(runs)
+    ncol = len(columns)
+    fig, axes = style.figure(3 * ncol, rows=3, width=style.FULL_WIDTH * max(1.0, 0.6 * ncol))
+    colours = dict(zip((r.run_id for r in runs), style.run_colours(len(runs))))
+    steps, missing = [], []
+    tags = iter("abcdefghijklmnopqrstuvwxyz")
+    for col, (variant, group) in enumerate(columns):
+        ax_ext, ax_q, ax_n = axes[col], axes[ncol + col], axes[2 * ncol + col]
+        where = f"{variant}: " if ncol > 1 else ""
+        quantiles = "quantiles"
+        for run in group:
+            colour = colours[run.run_id]
+            exact = run.table("exponents", stage="lyapunov")
+            steps.extend(exact["step"])
+            label = _run_label(run, runs)
+            per_step = _lambda1(run)
+            if per_step is None:
+                missing.append(run.run_id)
+            else:
+                data.plot(
+                    ax_ext,
+                    f"{where}extremes",
+                    f"{label}: λ1 per step",
+                    per_step["step"],
+                    per_step["lambda_1"],
+                    color=colour,
+                    linewidth=0.8,
+                    label=f"{label}: λ1 between readouts",
+                )
+            for column, marker, sym in (("lambda_1", "o", "λ1"), ("lambda_N", "s", "λN")):
+                data.plot(
+                    ax_ext,
+                    f"{where}extremes",
+                    f"{label}: {sym}",
+                    exact["step"],
+                    exact[column],
+                    marker=marker,
+                    ms=3,
+                    linestyle="none" if per_step is not None or sym == "λ1" else ":",
+                    color=colour,
+                    label=f"{label}: {sym} at readouts",
+                )
+            qcols = sorted(
+                (c for c in exact.columns if c.startswith("q")), key=lambda c: float(c[1:])
             )
-        qcols = sorted((c for c in exact.columns if c.startswith("q")), key=lambda c: float(c[1:]))
-        if qcols:
-            lo, hi = qcols[0], qcols[-1]
-            mid = min(qcols, key=lambda c: abs(float(c[1:]) - 0.5))
-            data.add(
-                "quantiles", f"{label}: median", exact["step"], exact[mid], exact[lo], exact[hi]
-            )
-            ax_q.fill_between(
-                exact["step"], exact[lo], exact[hi], color=colour, alpha=0.2, linewidth=0
-            )
-            ax_q.plot(exact["step"], exact[mid], color=colour, marker="o", ms=3)
-            ax_q.set_title(f"(b) median, {lo[1:]}–{hi[1:]} quantiles", loc="left")
-        data.plot(
-            ax_n,
-            "counts",
-            f"{label}: λ>0",
-            exact["step"],
-            exact["n_positive"],
-            color=colour,
-            marker="o",
-            ms=3,
-        )
-        data.plot(
-            ax_n,
-            "counts",
-            f"{label}: λ<0",
-            exact["step"],
-            exact["n_negative"],
-            color=colour,
-            marker="s",
-            ms=3,
-            linestyle="--",
-        )
-    for ax in (ax_ext, ax_q):
-        ax.axhline(0, color="#888888", linewidth=0.6)
-        ax.set_ylabel("exponent (per step)")
-    ax_ext.set_title("(a) λ1 (○), λN (□)", loc="left")
-    ax_n.set_title("(c) λ>0 (○), λ<0 (□)", loc="left")
-    ax_n.set_ylabel("number of exponents")
-    for ax in (ax_ext, ax_q, ax_n):
+            if qcols:
+                lo, hi = qcols[0], qcols[-1]
+                mid = min(qcols, key=lambda c: abs(float(c[1:]) - 0.5))
+                data.add(
+                    f"{where}quantiles",
+                    f"{label}: median",
+                    exact["step"],
+                    exact[mid],
+                    exact[lo],
+                    exact[hi],
+                )
+                ax_q.fill_between(
+                    exact["step"], exact[lo], exact[hi], color=colour, alpha=0.2, linewidth=0
+                )
+                ax_q.plot(exact["step"], exact[mid], color=colour, marker="o", ms=3)
+                quantiles = f"median, {lo[1:]}–{hi[1:]} quantiles"
+            for sym, column, marker, dash in (
+                ("λ>0", "n_positive", "o", "-"),
+                ("λ<0", "n_negative", "s", "--"),
+            ):
+                data.plot(
+                    ax_n,
+                    f"{where}counts",
+                    f"{label}: {sym}",
+                    exact["step"],
+                    exact[column],
+                    color=colour,
+                    marker=marker,
+                    ms=3,
+                    linestyle=dash,
+                )
+        ax_ext.set_title(f"({next(tags)}) {where}λ1 (line); readouts: λ1 (○), λN (□)", loc="left")
+        ax_q.set_title(f"({next(tags)}) {where}{quantiles} at readouts", loc="left")
+        ax_n.set_title(f"({next(tags)}) {where}λ>0 (○), λ<0 (□) at readouts", loc="left")
+        for ax in (ax_ext, ax_q):
+            ax.axhline(0, color="#888888", linewidth=0.6)
+            ax.set_ylabel("exponent (per step)")
+        ax_n.set_ylabel("number of exponents")
+    for row in range(3):
+        _share_y(axes[row * ncol : (row + 1) * ncol])
+    for ax in axes:
         _step_axis(ax, steps)
+    note = ""
+    if missing:
+        note = f"; no per-step λ1 for {', '.join(missing)} (older results): readouts only"
     style.suptitle(
         fig,
         title(runs, name)
-        + "\nfinite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map (log step axis)",
+        + "\nfinite-time Lyapunov exponents ln σ_i(Y(t))/t of the tangent map (log step axis)"
+        + note,
     )
-    style.legend_below(fig, 2 * len(runs))
+    style.legend_below(fig, 3 * len(runs))
     return fig, data
 
 
@@ -171,7 +231,14 @@ def plot_subspaces(runs: list[Run], name: str):
     figure has several runs), series "<pair>", "<pair>: baseline", "<pair>: random" (pairs as
     the table's column suffixes: chaotic, edge, nonchaotic, chaotic_vs_nonchaotic,
     nonchaotic_vs_chaotic), "dim <pair>", "dim0 <pair>".
+
+    Where SGD runs are among CGD ones only the SGD runs are drawn, as the title says: CGD pruning
+    the chaotic eigenspace leaves no chaotic subspace (Theorem 2.2), whose similarities are NaN.
     """
+    left_out = []
+    if any(r.settings["variant"] == "sgd" for r in runs):
+        left_out = [r.run_id for r in runs if r.settings["variant"] != "sgd"]
+        runs = [r for r in runs if r.settings["variant"] == "sgd"]
     tables = [(run, *_read_subspaces(run)) for run in runs]
     rows: list[tuple[Run, int | None, pd.DataFrame]] = []
     for run, df, fixed in tables:
@@ -247,6 +314,8 @@ def plot_subspaces(runs: list[Run], name: str):
         if all(t0 is not None for _, t0, _ in rows)
         else "older table: similarity to the previous readout, no baselines"
     )
+    if left_out:
+        what += f"; SGD runs only (left out: {', '.join(left_out)})"
     style.suptitle(fig, title(runs, name) + f"\nstability of the Lyapunov subspaces, {what}")
     handles = [
         Line2D([], [], color=colour, marker="o", ms=3, label=label, **SUBSPACE_WIDE.get(pair, {}))

@@ -117,7 +117,7 @@ def bench_costs(
 
     def row(name, measured, n, what, b=batch):
         at_ref = measured / growth(name, name.split(".")[-1], n, b) if "." in name else measured
-        if name in ("reorth", "readout"):
+        if name in ("reorth", "readout", "lambda1"):
             at_ref = measured / growth(name, "mlp", n, b)
         table = COSTS[name].seconds
         rows.append(
@@ -193,6 +193,9 @@ def bench_costs(
         trainer, hook, _ = _spectral_steps(settings, small, 5)
         _, dt = timed(hook.tangent.readout, dev)
         row("readout", dt, n_params("mlp", readout_hidden), "one TangentMap.readout, 6 steps")
+        # cold-started (the run warm-starts it from the previous value's vector): an upper end
+        _, dt = timed(hook.tangent.top_singular, dev)
+        row("lambda1", dt, n_params("mlp", readout_hidden), "one TangentMap.top_singular, cold")
     return rows
 
 
