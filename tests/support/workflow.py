@@ -99,6 +99,7 @@ VOLATILE = {
     "tangent_seconds",
     "readout_seconds",
     "readout_seconds_each",
+    "lambda1_seconds",
     "seconds",
     "seconds_per_step",
     "single_seconds_per_step",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaosgd.planning.code_inputs import code_closure, module_file, package_imports
+from chaosgd.planning.code_inputs import code_closure, module_file, package_imports, rule_inputs
 
 from support.workflow import REPO
 
@@ -32,7 +32,7 @@ ALLOWED = {
     "stage": {"planning", "engine", "runs", "analysis"},
 }
 ROLES = [r for r in ALLOWED if r != "stage"]
-TOOLS = ("tools.archive", "tools.bench")
+TOOLS = ("tools.archive", "tools.bench", "tools.stale")
 # modules over MAX_LINES that are one thing each, and why they stay whole
 MAX_LINES = 600
 ONE_THING: dict[str, str] = {}
@@ -126,7 +126,7 @@ def test_every_stage_has_a_module_and_only_its_rules_run_it():
         commands = re.findall(r"python -m chaosgd\.(\w+)", text)
         assert set(commands) == {stage}, (stage, commands)
         # every rule that runs the stage names the stage's import closure as its code
-        closures = re.findall(r'code=code_closure\("(\w+)"\)', text)
+        closures = re.findall(r'code=rule_inputs\("(\w+)"\)', text)
         assert closures == [stage] * len(commands), (stage, closures)
 
 
@@ -281,3 +281,20 @@ def test_conda_environment_pins_the_package_dependencies():
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert python == f"python={requires.removeprefix('>=')}"
+
+
+def test_rules_name_their_code_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """Relative code inputs stay the same paths when the checkout moves (Snakemake reruns a job
+    whose recorded input set changed); they name the same files as the closure."""
+    monkeypatch.chdir(REPO)
+    names = rule_inputs("train")
+    assert all(not Path(n).is_absolute() for n in names)
+    assert names[0].startswith("workflow/chaosgd/") or names[0].startswith("workflow" + os.sep)
+    assert {str((REPO / n).resolve()) for n in names} == {
+        str(Path(p).resolve()) for p in code_closure("train")
+    }
+    # from another working directory (snakemake --directory), relative to that one
+    monkeypatch.chdir(tmp_path)
+    assert {str((tmp_path / n).resolve()) for n in rule_inputs("train")} == {
+        str(Path(p).resolve()) for p in code_closure("train")
+    }

@@ -492,8 +492,10 @@ def test_the_run_length_is_the_training_stages():
     assert train_steps(runs["usps_mlp-relu20_sgd_m0_s0"]) == 13 * 2  # ⌈100 / 8⌉ x 2
     runs, _ = plan.expand_runs(config([0], train_size=0))  # all of USPS's 7291
     assert train_steps(runs["usps_mlp-relu20_sgd_m0_s0"]) == 912 * 2
-    runs, _ = plan.expand_runs(config([0], train_size=10**6))  # more than there are: all
+    runs, _ = plan.expand_runs(config([0], train_size=7291))  # all there are
     assert train_steps(runs["usps_mlp-relu20_sgd_m0_s0"]) == 912 * 2
+    with pytest.raises(ValueError, match="training.train_size: 7292 is more than the 7291"):
+        config([0], train_size=7292)  # more than there are: refused with the config
 
 
 def test_an_onset_at_or_past_the_end_of_its_run_is_refused():

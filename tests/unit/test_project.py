@@ -3,6 +3,8 @@ every key, every module's command line explained."""
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -99,10 +101,39 @@ def test_datasets_args_quote_paths():
     cfg = validate_config(
         {"datasets": {"fmnist": {"local_dir": "/data/my files", "download": False}}}
     )
-    args = plan.datasets_args(cfg, "fmnist")
+    args = str(plan.datasets_sources(cfg, "fmnist"))
     assert "--local-dir '/data/my files'" in args and "--no-download" in args
     with pytest.raises(ValueError, match="'usps' is not configured"):
         plan.datasets_args(cfg, "usps")
+
+
+def test_settings_that_cannot_change_a_result_are_passed_untracked():
+    """Where files come from, the checkpoint cadence and the device reach the stages as
+    plan.Untracked, which Snakemake's params rerun trigger leaves out (it serializes builtin
+    types only); what shapes a result stays in the tracked arguments."""
+    from chaosgd.planning.run_settings import UNTRACKED
+
+    fmnist = {"local_dir": "/data/x", "md5": {"a.gz": "0" * 32}}
+    cfg = validate_config({"datasets": {"usps": {}, "fmnist": fmnist}})
+    sources, shaping = plan.datasets_sources(cfg, "fmnist"), plan.datasets_args(cfg, "fmnist")
+    assert "--local-dir" in sources and "--local-dir" not in shaping
+    assert "--md5" in shaping and "--resize" in shaping and "--md5" not in sources
+    runs, _, _ = plan.plan_runs(cfg)
+    run = next(iter(runs.values()))
+    assert UNTRACKED == ("checkpoint_every", "device")
+    tracked, untracked = plan.train_args(run), plan.untracked_args(run)
+    assert "--checkpoint-every" in untracked and "--device" in untracked
+    assert "--checkpoint-every" not in tracked and "--lr" in tracked and "--seed" in tracked
+    # every setting reaches the stage, exactly once
+    assert sorted(f"{tracked} {untracked}".split()) == sorted(shlex.join(run.to_args()).split())
+    # Snakemake records params by repr for its rerun trigger: the same whatever the value
+    other = dataclasses.replace(run, checkpoint_every=run.checkpoint_every + 1, device="cpu")
+    assert plan.untracked_args(other) != untracked
+    assert repr(plan.untracked_args(other)) == repr(untracked) == repr(sources)
+    for stage in ("train", "lyapunov", "ensembles"):
+        text = (REPO / "workflow" / "rules" / f"{stage}.smk").read_text()
+        assert "untracked=lambda wildcards: plan.untracked_args(RUNS[wildcards.run])" in text
+        assert text.count("{params.untracked}") == 1
 
 
 @pytest.mark.parametrize(

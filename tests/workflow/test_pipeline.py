@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 import zipfile
 
@@ -15,7 +16,7 @@ import pytest
 
 from chaosgd.tools import archive
 
-from support.workflow import fresh_checkout, job_counts, run_snakemake
+from support.workflow import FMNIST_DIR, fresh_checkout, job_counts, run_snakemake
 
 TINY = "config/tiny.yaml"
 RUNS = [
@@ -55,6 +56,7 @@ def test_tiny_workflow_end_to_end(tiny):
         assert json.loads((results / "train" / run / "run.json").read_text())["run_id"] == run
     assert sorted(p.name for p in (results / "lyapunov" / LYAPUNOV_RUN).iterdir()) == [
         "exponents.parquet",
+        "lambda1.parquet",
         "spectrum_final.pt",
         "subspaces.parquet",
     ]
@@ -120,10 +122,64 @@ def test_figures_from_the_cache_in_a_fresh_checkout_without_training(tiny, tmp_p
     for f in (results / "ensembles" / LYAPUNOV_RUN).iterdir():
         assert f.is_symlink() and f.resolve().parent == cache, f
     assert not list((second / "logs" / "ensembles").iterdir())[0].stat().st_size
-    # every output of the 2 train, 1 lyapunov and 1 ensembles jobs
-    assert log.count("from cache") == 2 * 4 + 7 + 3
+    # every output of the 2 train (5 each), 1 lyapunov (its run's 5 and its own 4) and 1
+    # ensembles (3) jobs
+    assert log.count("from cache") == 2 * 5 + 9 + 3
     for name in FIGURES:
         assert (results / "figures" / f"{name}.pdf").is_file()
+
+
+@pytest.mark.parametrize("metadata", [True, False], ids=["moved", "results-copied"])
+def test_a_moved_or_copied_checkout_reruns_nothing(tiny, tmp_path, metadata):
+    """The rules name their code relative to the working directory: a checkout moved elsewhere
+    with its Snakemake records (or its results copied to a checkout without them) is up to
+    date, where absolute code paths made Snakemake see a changed input set in every job."""
+    moved = tmp_path / "elsewhere" / "checkout"
+    ignore = None if metadata else shutil.ignore_patterns(".snakemake")
+    shutil.copytree(tiny["checkout"], moved, symlinks=True, ignore=ignore)  # mtimes kept
+    dry = run_snakemake("-n", "--configfile", TINY, repo=moved, env=tiny["env"])
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "training={checkpoint_every: 7}",
+        "device=cpu",
+        "datasets={fmnist: {local_dir: LOCAL}}",
+    ],
+    ids=["checkpoint_every", "device", "local_dir"],
+)
+def test_a_setting_that_cannot_change_a_result_reruns_nothing(tiny, tmp_path, override):
+    """The checkpoint cadence, the device and where verified files are read from are not params
+    (a rerun trigger): changing them leaves every result valid."""
+    local = tmp_path / "fmnist-copy"
+    local.mkdir()
+    for f in FMNIST_DIR.glob("*.gz"):
+        (local / f.name).symlink_to(f)
+    override = override.replace("LOCAL", str(local))
+    dry = run_snakemake(
+        "-n", "--configfile", TINY, "--config", override, repo=tiny["checkout"], env=tiny["env"]
+    )
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+
+
+def test_a_setting_that_shapes_results_reruns_exactly_its_jobs(tiny):
+    """A training setting reruns every run and what reads them, not the dataset; a Lyapunov
+    setting the Lyapunov run and what follows it, no training run."""
+    dry = run_snakemake(
+        "-n", "--configfile", TINY, "--config", "training={lr: 0.02}",
+        repo=tiny["checkout"], env=tiny["env"],
+    )  # fmt: skip
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert "datasets_prepare" not in counts
+    assert counts["train_run"] == 2 and counts["lyapunov_run"] == 1
+    dry = run_snakemake(
+        "-n", "--configfile", TINY, "--config", "lyapunov={neutral_tol: 1.0e-9}",
+        repo=tiny["checkout"], env=tiny["env"],
+    )  # fmt: skip
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert "train_run" not in counts and counts["lyapunov_run"] == 1
 
 
 def _edit_curvature(checkout):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chaosgd.analysis.claims.lyapunov import NEUTRAL_TOL
 from chaosgd.analysis.claims.table import check_claims, html, markdown, provenance
-from chaosgd.runs.artifacts import atomic_path, write_parquet
+from chaosgd.runs.artifacts import atomic_path, explain, write_parquet
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -58,13 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         every = sorted({r for runs in groups.values() for r in runs})
         context = provenance(args.results, every, args.config_name)
     except (OSError, KeyError, ValueError, IndexError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
-    write_parquet(df, args.out_table)
-    with atomic_path(args.out_markdown) as tmp:
-        tmp.write_text(markdown(df, context))
-    with atomic_path(args.out_html) as tmp:
-        tmp.write_text(html(df, context))
+    try:
+        write_parquet(df, args.out_table)
+        with atomic_path(args.out_markdown) as tmp:
+            tmp.write_text(markdown(df, context))
+        with atomic_path(args.out_html) as tmp:
+            tmp.write_text(html(df, context))
+    except OSError as exc:  # ArtifactWriteError
+        print(f"error: {explain(exc, 'writing')}", file=sys.stderr)
+        return 1
     counts = df["verdict"].value_counts().to_dict()
     print(f"claims: {counts}", file=sys.stderr)
     return 0

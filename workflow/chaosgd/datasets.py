@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from chaosgd.planning.vocab import RESIZE_MODES
-from chaosgd.runs.artifacts import save_tensors, write_json
+from chaosgd.runs.artifacts import explain, save_tensors, write_json
 from chaosgd.runs.dataset_prep import SPECS, DatasetError, check_prepared, obtain, prepare
 
 
@@ -74,15 +74,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.out}: not written, the prepared data are wrong: {'; '.join(problems)}. "
                 "This is a bug in chaosgd.runs.dataset_prep; please report it"
             )
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DatasetError, OSError) as exc:
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
-    save_tensors(tensors, args.out)
     try:
-        write_json(manifest, args.manifest)
-    except BaseException:
-        Path(args.out).unlink(missing_ok=True)
-        raise
+        save_tensors(tensors, args.out)
+        try:
+            write_json(manifest, args.manifest)
+        except BaseException:
+            Path(args.out).unlink(missing_ok=True)
+            raise
+    except OSError as exc:  # ArtifactWriteError
+        print(f"error: {explain(exc, 'writing')}", file=sys.stderr)
+        return 1
     split = manifest["splits"]
     print(
         f"{spec.name}: {split['train']['samples']} train / {split['test']['samples']} test "

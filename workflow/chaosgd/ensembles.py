@@ -36,9 +36,9 @@ from chaosgd.planning.tables import DISTANCES, MEMBERS
 from chaosgd.planning.vocab import DTYPES, STRATEGIES
 from chaosgd.runs import recovery
 from chaosgd.runs.artifacts import (
+    explain,
     load_tensors,
     read_parquet,
-    save_tensors,
     write_json,
     write_parquet,
 )
@@ -133,7 +133,7 @@ def _fingerprint(settings: RunSettings, args, dtypes: list[str], extra: list[int
 def _save(path: Path, fingerprint: dict, states: dict, dtype: str, state: dict) -> None:
     """Checkpoint callback of one dtype's ensemble: one file holds every dtype's latest state."""
     states[dtype] = state
-    save_tensors({"fingerprint": fingerprint, "states": states}, path)
+    recovery.save_checkpoint({"fingerprint": fingerprint, "states": states}, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,12 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.report(checkpoint), file=sys.stderr)
         return exc.exit_status
     except recovery.UnusableCheckpoint as exc:
-        moved = recovery.set_aside(checkpoint)
+        try:
+            moved = f"set aside as {recovery.set_aside(checkpoint)}, a rerun starts over"
+        except OSError as move_error:  # ArtifactWriteError: it names what to do
+            moved = f"and it could not be set aside ({move_error})"
         print(
-            f"error: checkpoint {checkpoint} does not fit this job ({exc}); set aside as "
-            f"{moved}, a rerun starts over",
+            f"error: checkpoint {checkpoint} does not fit this job ({exc}); {moved}",
             file=sys.stderr,
         )
+        return 1
+    except OSError as exc:  # the outputs' ArtifactWriteError; a plain one is the unlink's
+        print(f"error: {explain(exc, 'removing')}", file=sys.stderr)
         return 1
 
 
@@ -233,8 +238,8 @@ def _run(args, checkpoint: Path | None, stop: recovery.StopFlag) -> int:
             tables.append(res.distances)
             member_tables.append(res.members)
             runs.append(res.info)
-    except (TrainingError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TrainingError, ValueError, OSError) as exc:  # a checkpoint write: ArtifactWriteError
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
     write_parquet(pd.concat(tables, ignore_index=True), args.out_distances, DISTANCES)
     write_parquet(pd.concat(member_tables, ignore_index=True), args.out_members, MEMBERS)

@@ -49,6 +49,7 @@ from chaosgd.analysis.plots.lyapunov import plot_exponents, plot_subspaces
 from chaosgd.analysis.plots.spectra import plot_spectra
 from chaosgd.analysis.plots.training import plot_curves, plot_spectrum, plot_validation
 from chaosgd.planning.vocab import FIGURE_KINDS
+from chaosgd.runs.artifacts import explain
 
 # the subcommands: each figure kind of chaosgd.planning.vocab.FIGURE_KINDS and what draws it
 PLOTS = {
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         # a figure given up half drawn is never saved; called in-process, it would stay open
         style.plt.close("all")
         print(f"error: {args.name}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # ArtifactWriteError names the file; a plain one is a read's
+        style.plt.close("all")
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from chaosgd.analysis.divergence_fit import GROUP, fit_table
-from chaosgd.runs.artifacts import UnreadableFile, read_parquet, write_parquet
+from chaosgd.runs.artifacts import UnreadableFile, explain, read_parquet, write_parquet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,11 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:  # a curve the model cannot be fitted to: name its file
             raise ValueError(f"{args.distances}: {exc}") from None
     except (ValueError, OSError) as exc:  # UnreadableFile is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
-    if args.out_bounds:
-        write_parquet(bounds_df, args.out_bounds)
-    write_parquet(fits, args.out_fits)
+    try:
+        if args.out_bounds:
+            write_parquet(bounds_df, args.out_bounds)
+        write_parquet(fits, args.out_fits)
+    except OSError as exc:  # ArtifactWriteError
+        print(f"error: {explain(exc, 'writing')}", file=sys.stderr)
+        return 1
     unchecked = int((fits["bound_steps"] == 0).sum())
     if unchecked:
         print(

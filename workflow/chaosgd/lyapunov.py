@@ -44,7 +44,7 @@ from chaosgd.engine.models import flat_params
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.tables import EXPONENTS, LAMBDA1, SUBSPACES
 from chaosgd.runs import recovery
-from chaosgd.runs.artifacts import save_tensors, write_parquet
+from chaosgd.runs.artifacts import explain, save_tensors, write_parquet
 from chaosgd.runs.run_outputs import OUTPUTS, add_io_arguments, write_outputs
 from chaosgd.runs.tangent_tracker import TangentHook
 from chaosgd.runs.trainer import Trainer, TrainingError
@@ -167,15 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     except recovery.Interrupted as exc:
         print(exc.report(trainer.checkpoint), file=sys.stderr)
         return exc.exit_status
-    except (TrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TrainingError, ValueError, OSError) as exc:  # a checkpoint write: ArtifactWriteError
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
     final = hook.last
     exps, subs = hook.tables()
-    write_parquet(exps, args.out_exponents, EXPONENTS)
-    write_parquet(hook.lambda1_table(), args.out_lambda1, LAMBDA1)
-    write_parquet(subs, args.out_subspaces, SUBSPACES)
-    write_spectrum(args.out_spectrum, final, args.neutral_tol, theta0, settings.run_id)
+    try:
+        write_parquet(exps, args.out_exponents, EXPONENTS)
+        write_parquet(hook.lambda1_table(), args.out_lambda1, LAMBDA1)
+        write_parquet(subs, args.out_subspaces, SUBSPACES)
+        write_spectrum(args.out_spectrum, final, args.neutral_tol, theta0, settings.run_id)
+    except OSError as exc:  # ArtifactWriteError
+        print(f"error: {explain(exc, 'writing')}", file=sys.stderr)
+        return 1
     result.info["lyapunov"] = {
         "readout_steps": sorted(hook.exact_steps),
         "tangent_seconds": hook.seconds["tangent"],
@@ -187,9 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         "lambda1_every": args.lambda1_every,
     }
     outputs = {k: getattr(args, f"out_{k}") for k in OUTPUTS}
-    write_outputs(result, settings, trainer.device, outputs)
-    if trainer.checkpoint is not None:
-        trainer.checkpoint.unlink(missing_ok=True)
+    try:
+        write_outputs(result, settings, trainer.device, outputs)
+        if trainer.checkpoint is not None:
+            trainer.checkpoint.unlink(missing_ok=True)
+    except OSError as exc:  # the writers' ArtifactWriteError; a plain one is the unlink's
+        print(f"error: {explain(exc, 'removing')}", file=sys.stderr)
+        return 1
     pos, neg = classify(final.exponents, final.t, args.neutral_tol)
     print(
         f"{settings.run_id}: lambda_1 {final.exponents[0]:.4e}, lambda_N "

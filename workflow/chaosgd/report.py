@@ -3,18 +3,25 @@
 One row per run, from its ``run.json``: what defines it (dataset, model, variant, onset,
 momentum, seed, learning rate, batch size, epochs, subset, dtype), where and how fast it ran
 (device, wall time, steps/s) and how it ended (final full training-set and validation accuracy).
+The table is TSV, which the report shows as text, never as markup.
+
+Beside it, the outputs under ``results/`` and ``logs/`` that the config no longer makes, one path
+a line (:mod:`chaosgd.planning.stale`; ``python -m chaosgd.tools.stale --move`` moves them away).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from chaosgd.planning.config import validate_config
+from chaosgd.planning.stale import LOGS, find_stale, listing, planned_by_config
 from chaosgd.planning.tables import EPOCHS
-from chaosgd.runs.artifacts import atomic_path, read_parquet, read_run_info
+from chaosgd.runs.artifacts import atomic_path, explain, read_parquet, read_run_info
 
 SETTINGS = [
     "run_id", "dataset", "model", "activation", "hidden", "variant", "onset", "momentum", "seed",
@@ -59,7 +66,8 @@ def runs_table(results: Path, run_ids: list[str]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write a report table (``runs``) as TSV from the command line; returns the exit status."""
+    """Write a report table (``runs``) as TSV, and with ``--out-stale`` the stale outputs' list,
+    from the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.report", description="Tables for the Snakemake report."
     )
@@ -67,14 +75,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--runs", nargs="+", required=True, help="run ids")
     parser.add_argument("--out", required=True, help="output .tsv")
+    parser.add_argument("--logs", type=Path, default=Path(LOGS))
+    parser.add_argument(
+        "--config-json", help="the workflow's config (JSON), to list what it no longer makes"
+    )
+    parser.add_argument("--config-name", default="?", help="the config the workflow ran with")
+    parser.add_argument("--out-stale", help="the list of stale outputs (.txt), with --config-json")
     args = parser.parse_args(argv)
+    if args.out_stale and not args.config_json:
+        parser.error("--out-stale needs --config-json")
     try:
         table = runs_table(args.results, args.runs)
+        if args.out_stale:
+            planned = planned_by_config(validate_config(json.loads(args.config_json)))
+            stale = listing(
+                find_stale(planned, args.results, args.logs), args.config_name, args.results
+            )
     except (OSError, KeyError, ValueError) as exc:  # UnreadableFile is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    try:
+        with atomic_path(args.out) as tmp:
+            table.to_csv(tmp, sep="\t", index=False)
+        if args.out_stale:
+            with atomic_path(args.out_stale) as tmp:
+                tmp.write_text(stale)
+    except OSError as exc:  # a full disk, a read-only folder: named, with what to do
+        print(f"error: {explain(exc, 'writing')}", file=sys.stderr)
+        return 1
     return 0
 
 

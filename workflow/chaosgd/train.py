@@ -26,6 +26,7 @@ import torch
 
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.runs import recovery
+from chaosgd.runs.artifacts import explain
 from chaosgd.runs.run_outputs import OUTPUTS, add_io_arguments, write_outputs
 from chaosgd.runs.trainer import Trainer, TrainingError
 
@@ -50,12 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     except recovery.Interrupted as exc:
         print(exc.report(trainer.checkpoint), file=sys.stderr)
         return exc.exit_status
-    except (TrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TrainingError, ValueError, OSError) as exc:  # a checkpoint write: ArtifactWriteError
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 1
-    write_outputs(result, settings, trainer.device, {k: getattr(args, f"out_{k}") for k in OUTPUTS})
-    if trainer.checkpoint is not None:
-        trainer.checkpoint.unlink(missing_ok=True)
+    out = {k: getattr(args, f"out_{k}") for k in OUTPUTS}
+    try:
+        write_outputs(result, settings, trainer.device, out)
+        if trainer.checkpoint is not None:
+            trainer.checkpoint.unlink(missing_ok=True)
+    except OSError as exc:  # the writers' ArtifactWriteError; a plain one is the unlink's
+        print(f"error: {explain(exc, 'removing')}", file=sys.stderr)
+        return 1
     info = result.info
     print(
         f"{settings.run_id}: {info['steps']} steps, final batch loss "

@@ -3,7 +3,7 @@
 
 rule claims_check:
     input:
-        code=code_closure("claims"),
+        code=rule_inputs("claims"),
         results=plan.claims_inputs(RUNS, LYAPUNOV, REFERENCES),
         # App. C.2's subspaces (claim 9) and App. C.3's members (claim 10)
         subspaces=expand(SUBSPACES.path(), run=LYAPUNOV_RUNS),

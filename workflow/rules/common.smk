@@ -1,7 +1,7 @@
 # Planning helpers shared by the stage files: the config -> job arguments logic lives in the
 # package (chaosgd.planning.plan), where it is tested without Snakemake.
 from chaosgd.planning import plan
-from chaosgd.planning.code_inputs import code_closure
+from chaosgd.planning.code_inputs import rule_inputs
 from chaosgd.planning.tables import (
     BOUNDS,
     DISTANCES,

@@ -3,7 +3,7 @@
 
 rule datasets_prepare:
     input:
-        code=code_closure("datasets"),
+        code=rule_inputs("datasets"),
     output:
         data="results/datasets/{dataset}.pt",
         manifest="results/datasets/{dataset}.json",
@@ -19,8 +19,9 @@ rule datasets_prepare:
     params:
         name="{dataset}",
         args=lambda wildcards: plan.datasets_args(config, wildcards.dataset),
+        sources=lambda wildcards: plan.datasets_sources(config, wildcards.dataset),
     shell:
-        "python -m chaosgd.datasets {params.name} {params.args}"
+        "python -m chaosgd.datasets {params.name} {params.args} {params.sources}"
         " --out {output.data} --manifest {output.manifest} > {log} 2>&1"
 
 

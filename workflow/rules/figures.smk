@@ -3,7 +3,7 @@
 
 rule figures_draw:
     input:
-        code=code_closure("figures"),
+        code=rule_inputs("figures"),
         results=lambda wildcards: FIGURES[wildcards.figure].inputs,
     output:
         pdf="results/figures/{figure}.pdf",

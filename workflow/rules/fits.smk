@@ -4,7 +4,7 @@
 
 rule fits_divergence:
     input:
-        code=code_closure("fits"),
+        code=rule_inputs("fits"),
         distances=DISTANCES.path(),
         exponents=EXPONENTS.path(),
         # λ1 at every step: the upper bound checked between the readouts too

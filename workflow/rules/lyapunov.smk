@@ -4,7 +4,7 @@
 
 rule lyapunov_run:
     input:
-        code=code_closure("lyapunov"),
+        code=rule_inputs("lyapunov"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
     output:
         steps=STEPS.path(),
@@ -33,12 +33,15 @@ rule lyapunov_run:
         mem_mb=lambda wildcards: RESOURCES.mem_mb("lyapunov", wildcards.run),
     params:
         args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
+        untracked=lambda wildcards: plan.untracked_args(RUNS[wildcards.run]),
         lyapunov=plan.lyapunov_args(config),
         checkpoint=lambda wildcards: f"results/lyapunov/{wildcards.run}/checkpoint.pt",
     # exec: the job's python replaces the shell, so that a SIGTERM sent to every process of
     # the job (SLURM) reaches it with no shell that dies at once around it
     shell:
         "exec python -m chaosgd.lyapunov {params.args} {params.lyapunov} --data {input.data}"
+        # settings that cannot change a result (plan.Untracked: no rerun trigger)
+        " {params.untracked}"
         " --threads {threads} --checkpoint {params.checkpoint}"
         " --out-steps {output.steps} --out-epochs {output.epochs} --out-spectra {output.spectra}"
         " --out-final {output.final} --out-info {output.info} --out-exponents {output.exponents}"

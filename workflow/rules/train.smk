@@ -4,7 +4,7 @@
 
 rule train_run:
     input:
-        code=code_closure("train"),
+        code=rule_inputs("train"),
         data=lambda wildcards: f"results/datasets/{RUNS[wildcards.run].dataset}.pt",
     output:
         steps=STEPS.path(),
@@ -26,11 +26,14 @@ rule train_run:
         mem_mb=lambda wildcards: RESOURCES.mem_mb("train", wildcards.run),
     params:
         args=lambda wildcards: plan.train_args(RUNS[wildcards.run]),
+        untracked=lambda wildcards: plan.untracked_args(RUNS[wildcards.run]),
         checkpoint=lambda wildcards: f"results/train/{wildcards.run}/checkpoint.pt",
     # exec: the job's python replaces the shell, so that a SIGTERM sent to every process of
     # the job (SLURM) reaches it with no shell that dies at once around it
     shell:
         "exec python -m chaosgd.train {params.args} --data {input.data} --threads {threads}"
+        # settings that cannot change a result (plan.Untracked: no rerun trigger)
+        " {params.untracked}"
         " --checkpoint {params.checkpoint} --out-steps {output.steps}"
         " --out-epochs {output.epochs} --out-spectra {output.spectra}"
         " --out-final {output.final} --out-info {output.info}"

@@ -205,3 +205,109 @@ def test_schema_default_is_what_validation_fills_in():
     bare = {"properties": {"a": {"properties": {"b": {"type": "number"}}}}}
     with pytest.raises(KeyError, match="'a.b' has no default"):
         schema_default("a", "b", schema=bare)
+
+
+# --- what the schema cannot see: keys against each other and against the datasets' sizes ------
+
+
+def test_no_experiments_is_refused_and_one_is_enough():
+    """An empty experiments list plans nothing at all: say so instead of finishing silently."""
+    assert only_line({"experiments": []}) == (
+        "experiments: empty; nothing to run (list an experiment, or leave the key out)"
+    )
+    validate_config({"experiments": [{"name": "a"}]})
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (
+            {"training": {"train_size": 7292}, "experiments": [{"name": "a"}]},
+            "training.train_size: 7292 is more than the 7291 training images of usps (used by "
+            "experiments[0] (a)); use at most 7291, or 0 for all of them, or set train_size in "
+            "those experiments",
+        ),
+        (
+            {
+                "experiments": [
+                    {"name": "a"},
+                    {"name": "b", "dataset": "fmnist", "train_size": 60001},
+                ]
+            },
+            "experiments[1].train_size: 60001 is more than the 60000 training images of fmnist; "
+            "use at most 60000, or 0 for all of them",
+        ),
+        (
+            {"training": {"test_size": 2008}, "experiments": [{"name": "a", "dataset": "fmnist"},
+                                                             {"name": "b"}]},  # fmt: skip
+            "training.test_size: 2008 is more than the 2007 test images of usps; use at most "
+            "2007, or 0 for all of them",
+        ),
+    ],
+    ids=["train_size", "experiment-train_size", "test_size"],
+)
+def test_subsets_larger_than_the_dataset_are_refused(config, expected):
+    """A subset larger than the dataset would be all of it, under another name and caption."""
+    assert only_line(config) == expected
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"training": {"train_size": 7291, "test_size": 2007}, "experiments": [{"name": "a"}]},
+        {"experiments": [{"name": "b", "dataset": "fmnist", "train_size": 60000}]},
+        {"training": {"test_size": 10000}, "experiments": [{"name": "a", "dataset": "fmnist"}]},
+        # the advice of the first case above, followed: the USPS experiment sets its own size
+        {
+            "training": {"train_size": 10000},
+            "experiments": [{"name": "a", "train_size": 7291}, {"name": "b", "dataset": "fmnist"}],
+        },
+    ],
+    ids=["whole-usps", "whole-fmnist", "whole-fmnist-test", "override"],
+)
+def test_subsets_up_to_the_dataset_size_pass(config):
+    validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"experiments": [{"name": "a", "variants": []}]}, "experiments[0].variants"),
+        ({"experiments": [{"name": "a", "seeds": []}]}, "experiments[0].seeds"),
+        ({"experiments": [{"name": "a", "onsets": []}]}, "experiments[0].onsets"),
+        ({"experiments": [{"name": "a", "momentum": []}]}, "experiments[0].momentum"),
+        ({"ensembles": {"eps": []}}, "ensembles.eps"),
+        ({"ensembles": {"dtypes": []}}, "ensembles.dtypes"),
+        ({"lyapunov": {"quantiles": []}}, "lyapunov.quantiles"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_empty_lists_a_stage_needs_are_refused(config, key):
+    """Each of these lists reaches a stage's arguments (nargs='+') or its loops."""
+    assert only_line(config) == f"{key}: [] should be non-empty"
+    # the nearest valid config: one item
+    name = key.rsplit(".", 1)[1]
+    one = {"variants": "sgd", "dtypes": "float32", "eps": 0.1, "quantiles": 0.5}.get(name, 0)
+    section = (
+        config["experiments"][0] if key.startswith("experiments") else next(iter(config.values()))
+    )
+    section[name] = [one]
+    validate_config(config)
+
+
+def test_a_leading_tilde_in_a_path_is_the_home_folder(monkeypatch, tmp_path):
+    """The jobs get these paths as arguments, where no shell expands ``~`` any more."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = validate_config(
+        {
+            "download_cache": "~/cache",
+            "datasets": {"usps": {"local_dir": "~/usps"}, "fmnist": {"local_dir": None}},
+        }
+    )
+    assert config["download_cache"] == f"{tmp_path}/cache"
+    assert config["datasets"]["usps"]["local_dir"] == f"{tmp_path}/usps"
+    assert config["datasets"]["fmnist"]["local_dir"] is None
+    # validating again (the planner's tests do) changes nothing more
+    assert validate_config(config)["download_cache"] == f"{tmp_path}/cache"
+    # a ~ elsewhere in a path is a plain character
+    assert validate_config({"download_cache": "a/~b"})["download_cache"] == "a/~b"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
-from chaosgd.planning import plan
+from chaosgd.planning import feasibility, plan
 from chaosgd.planning.config import validate_config
 from chaosgd.planning.run_settings import RunSettings, Variant
 
@@ -209,3 +210,180 @@ def test_ensemble_references_and_their_figures():
         plan.ensemble_references(cfg, runs, lyap)
     cfg["ensembles"]["enabled"] = False
     assert plan.ensemble_references(cfg, runs, lyap) == {}
+
+
+# --- what a later stage cannot handle, refused while planning ----------------------------------
+
+
+def short(anchors=(2,), train_size=48, readouts=2, early_readouts=0, seeds=(0,), **exp):
+    """A 6-step run (48 images, batch 8, 1 epoch) with a tangent map and an ensemble."""
+    return validate_config(
+        {
+            "training": {"train_size": train_size, "batch_size": 8, "epochs": 1},
+            "experiments": [{"name": "e", "variants": ["sgd"], "seeds": list(seeds), **exp}],
+            "lyapunov": {
+                "runs": [{"experiment": exp.get("name", "e")}],
+                "readouts": readouts,
+                "early_readouts": early_readouts,
+                "anchors": list(anchors),
+            },
+        }
+    )
+
+
+def plan_all(cfg) -> dict:
+    """Every planning step the Snakefile takes (workflow/rules/common.smk); the figures."""
+    runs, groups, lyap = plan.plan_runs(cfg)
+    refs = plan.ensemble_references(cfg, runs, lyap)
+    return plan.figures(runs, groups, lyap, refs, cfg["ensembles"])
+
+
+@pytest.mark.parametrize("anchors", [[6], [100], [6, 100], []], ids=str)
+def test_anchors_that_leave_no_later_readout_are_refused(anchors):
+    """App. C.2 compares the readouts after t0 with t0: an anchor at or past the last step
+    (clipped to it) leaves figC2 with an empty table and claims 9 and 16 with nothing."""
+    with pytest.raises(ValueError) as err:
+        plan_all(short(anchors))
+    assert str(err.value).startswith(
+        f"lyapunov.anchors: {anchors} leaves no reference time t0 before the last readout (step "
+        "6) of run usps_mlp-relu20_sgd_m0_s0, which has 6 steps (48 images / batch 8 x 1 epochs)"
+    )
+    assert "figC2_e" in str(err.value) and str(err.value).endswith("Add an anchor below 6")
+
+
+@pytest.mark.parametrize("anchors", [[5], [1], [5, 100]], ids=str)
+def test_an_anchor_before_the_last_step_is_enough(anchors):
+    """The advice followed: one anchor below the run's length, the others clipped."""
+    assert "figC2_e" in plan_all(short(anchors))
+
+
+def test_the_anchor_check_is_the_tangent_maps_schedule():
+    """A subspaces row is written at each readout after an anchor (TangentHook._exact): the
+    planner passes exactly the configs whose schedule has one."""
+    from chaosgd.planning.schedule import anchor_steps, readout_steps
+
+    for anchors in ([], [1], [5], [6], [9], [3, 9]):
+        for readouts in (1, 2, 6):
+            total = 6
+            kept = anchor_steps(anchors, total) if anchors else []
+            steps = readout_steps(total, readouts, 0, kept)
+            rows = [(a, t) for a in kept for t in steps if t > a]
+            try:
+                plan.plan_runs(short(anchors, readouts=readouts))
+                planned = True
+            except ValueError:
+                planned = False
+            assert planned == bool(rows), (anchors, readouts)
+
+
+def test_a_one_step_tangent_map_is_refused_naming_its_selection():
+    """No anchor can be below the end of a 1-step run: the advice is a longer run."""
+    with pytest.raises(ValueError) as err:
+        plan_all(short([1], train_size=8, readouts=1))
+    assert str(err.value).startswith(
+        "lyapunov.runs[0]: run usps_mlp-relu20_sgd_m0_s0 has only 1 steps (8 images / batch 8 x "
+        "1 epochs); App. C.2 compares"
+    )
+    assert str(err.value).endswith("make it longer (epochs, train_size, batch_size)")
+    plan_all(short([1], train_size=16, readouts=1))  # 2 steps
+
+
+def test_recorded_steps_are_the_ensembles():
+    """The planner's copy of the ensembles' record steps (torch-free) is theirs."""
+    from chaosgd.runs.lockstep import record_steps
+
+    for total in (1, 2, 6, 37):
+        for every in (1, 2, 5, 40):
+            for extra in ((), (1,), (3, 6, 50)):
+                assert feasibility.recorded_steps(total, every, extra) == record_steps(
+                    total, every, extra
+                )
+
+
+def test_an_ensemble_too_sparse_to_fit_is_refused():
+    """The fits need distances at 2 steps after 0: a reference whose ensemble records fewer is
+    refused, naming ensembles.record_every (the anchors check refuses such runs first, in the
+    Snakefile's order: this guards the fits on their own)."""
+    cfg = short([1], train_size=8, readouts=1)
+    runs, groups = plan.expand_runs(cfg)
+    lyap = {"e": groups["e"]}
+    with pytest.raises(ValueError) as err:
+        plan.ensemble_references(cfg, runs, lyap)
+    assert str(err.value).startswith(
+        "ensembles.record_every: reference usps_mlp-relu20_sgd_m0_s0 has 1 steps (8 images / "
+        "batch 8 x 1 epochs), so its ensemble records distances after step 0 at step 1 only"
+    )
+    assert str(err.value).endswith(
+        "make the run 2 steps or longer (epochs, train_size, batch_size)"
+    )
+    # 2 steps, recorded every 10: only the last step and the readouts
+    cfg = short([1], train_size=16, readouts=1)
+    cfg["ensembles"]["record_every"] = 10
+    runs, groups = plan.expand_runs(cfg)
+    assert plan.ensemble_references(cfg, runs, {"e": groups["e"]})  # the readout at step 1
+    cfg["lyapunov"]["anchors"], cfg["lyapunov"]["readouts"] = [2], 1
+    with pytest.raises(ValueError, match="at step 2 only.*lower ensembles.record_every below 2"):
+        plan.ensemble_references(cfg, runs, {"e": groups["e"]})
+    cfg["ensembles"]["record_every"] = 1
+    assert plan.ensemble_references(cfg, runs, {"e": groups["e"]})
+
+
+def test_the_file_names_are_the_rules():
+    """RUN_FILES and FIGURE_FILES name every file or folder the rules make of a run id or a
+    figure name (the tables' paths too)."""
+    from support.workflow import REPO
+
+    text = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    text += " ".join(t.path() for t in vars(plan).values() if hasattr(t, "filename"))
+    parts = {
+        part.replace("{ext}", ext)
+        for path in re.findall(r"[\w.{}-]*/[\w/.{}-]*\{(?:run|figure)\}[\w/.{}-]*", text)
+        for part in path.split("/")
+        if "{run}" in part or "{figure}" in part
+        for ext in ("pdf", "png", "parquet")
+    }
+    assert {"{run}", "{run}.log", "{figure}.parquet"} <= parts
+    assert parts <= set(feasibility.RUN_FILES) | set(feasibility.FIGURE_FILES)
+
+
+def test_atomic_temporary_names_are_as_long_as_the_planners(tmp_path):
+    from chaosgd.runs.artifacts import atomic_path
+
+    with atomic_path(tmp_path / "x.parquet") as tmp:
+        assert len(tmp.name) == len(feasibility.ATOMIC.format(name="x.parquet"))
+
+
+def test_a_tag_too_long_for_a_file_name_is_refused():
+    """The run id is a folder and a log's name (<run>.log): at most 255 bytes."""
+    with pytest.raises(ValueError) as err:
+        plan.expand_runs(short(tag="t" * 240))
+    message = str(err.value)
+    assert message.startswith("experiments[e].tag: run id usps_mlp-relu20_sgd_m0_s0_ttt")
+    assert "a file name of 270 bytes" in message
+    assert message.endswith(
+        "more than the 255 a file name may have; shorten the tag by 15 characters or more"
+    )
+    # the advice followed: 15 characters less
+    runs, _ = plan.expand_runs(short(tag="t" * 225))
+    assert max(len(r) for r in runs) + len(".log") == 255
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)], ids=["one-reference", "two-references"])
+def test_an_experiment_name_too_long_for_its_figures_is_refused(seeds):
+    """The longest figure file of an experiment is the temporary file of <name>_validation's
+    table, or of a reference's figures when it has several (figC5_<name>_m0_s1): the advice
+    names the length that fits all of them."""
+    name = "e" * 240
+    with pytest.raises(ValueError) as err:
+        plan_all(short(name=name, seeds=seeds))
+    message = str(err.value)
+    assert message.startswith(f"experiments[{name}].name: a name of 240 characters makes file ")
+    limit = int(re.search(r"at most (\d+) characters$", message)[1])
+    assert limit == (222 if len(seeds) == 1 else 221)
+    figures = plan_all(short(name="e" * limit, seeds=seeds))
+    longest = max(
+        feasibility.longest_file_name(feasibility.FIGURE_FILES, figure=f) for f in figures
+    )
+    assert len(longest) <= 255
+    with pytest.raises(ValueError, match="at most"):
+        plan_all(short(name="e" * (limit + 1), seeds=seeds))

@@ -93,3 +93,12 @@ def code_closure(module: str, package: str | os.PathLike = PACKAGE) -> list[str]
         todo.extend(package_imports(current, package) - seen)
     files = {module_file(m, package) for m in seen} | {package / "__init__.py"}
     return sorted(str(f) for f in files)
+
+
+def rule_inputs(module: str, start: str | os.PathLike | None = None) -> list[str]:
+    """:func:`code_closure` as a rule names it: relative to ``start`` (the working directory,
+    where Snakemake resolves relative inputs). Snakemake records each job's set of input paths
+    and reruns the job when it changes, so absolute paths would rerun every job of a checkout
+    that was moved or copied elsewhere, with the same code in it."""
+    start = os.getcwd() if start is None else os.fspath(start)
+    return [os.path.relpath(path, start) for path in code_closure(module)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import jsonschema
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from chaosgd.planning.vocab import fill_schema
+from chaosgd.planning.vocab import DATASETS, fill_schema
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
@@ -150,7 +151,64 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_one_line_per_key(errors)))
+    _expand_home(config)
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+def _expand_home(config: dict[str, Any]) -> None:
+    # the stages get these paths as arguments, where no shell expands a ~ any more: a cache
+    # named "~/data" would be a folder called "~" in the working directory
+    config["download_cache"] = os.path.expanduser(config["download_cache"])
+    for source in config["datasets"].values():
+        if source.get("local_dir"):
+            source["local_dir"] = os.path.expanduser(source["local_dir"])
+
+
+def config_problems(config: dict[str, Any]) -> list[str]:
+    """What a config that follows the schema still asks of a later stage that it cannot do, one
+    line per key: the schema cannot compare a key with another one or with a dataset's size.
+
+    What needs the runs' lengths (onsets, readouts, anchors, fits) or their names is checked
+    where those are planned (:mod:`chaosgd.planning.plan`).
+    """
+    if not config["experiments"]:
+        # no runs, no figures, no claims: Snakemake would plan nothing and say nothing
+        return ["experiments: empty; nothing to run (list an experiment, or leave the key out)"]
+    lines = []
+    training = config["training"]
+    # the caption, the run id and the cost estimate would name a subset the dataset cannot give
+    inherit: dict[str, list[str]] = {}  # dataset -> experiments too small for training.train_size
+    for i, exp in enumerate(config["experiments"]):
+        n = DATASETS[exp["dataset"]].train_size
+        if exp.get("train_size") is not None:
+            if exp["train_size"] > n:
+                lines.append(
+                    f"experiments[{i}].train_size: {exp['train_size']} is more than the {n} "
+                    f"training images of {exp['dataset']}; use at most {n}, or 0 for all of them"
+                )
+        elif training["train_size"] > n:
+            inherit.setdefault(exp["dataset"], []).append(f"experiments[{i}] ({exp['name']})")
+    if inherit:
+        smallest = min(inherit, key=lambda d: DATASETS[d].train_size)
+        n = DATASETS[smallest].train_size
+        names = ", ".join(e for d in inherit for e in inherit[d])
+        lines.append(
+            f"training.train_size: {training['train_size']} is more than the {n} training "
+            f"images of {smallest} (used by {names}); use at most {n}, or 0 for all of them, or "
+            "set train_size in those experiments"
+        )
+    used = {exp["dataset"] for exp in config["experiments"]}
+    smallest = min(used, key=lambda d: DATASETS[d].test_size)
+    n = DATASETS[smallest].test_size
+    if training["test_size"] > n:
+        lines.append(
+            f"training.test_size: {training['test_size']} is more than the {n} test images of "
+            f"{smallest}; use at most {n}, or 0 for all of them"
+        )
+    return lines
 
 
 def typed_overrides(overrides) -> dict:

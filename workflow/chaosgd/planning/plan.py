@@ -11,8 +11,22 @@ import os
 import re
 import shlex
 
+from chaosgd.planning.feasibility import (
+    check_anchors,
+    check_figure_name_lengths,
+    check_fit_points,
+    check_run_id_length,
+    run_length,
+)
 from chaosgd.planning.job_costs import JobResources
-from chaosgd.planning.run_settings import ROLES, RUN_ID_SUFFIX, TOP_LEVEL, RunSettings, Variant
+from chaosgd.planning.run_settings import (
+    ROLES,
+    RUN_ID_SUFFIX,
+    TOP_LEVEL,
+    UNTRACKED,
+    RunSettings,
+    Variant,
+)
 from chaosgd.planning.schedule import train_steps
 from chaosgd.planning.tables import (
     BOUNDS,
@@ -25,18 +39,60 @@ from chaosgd.planning.tables import (
     STEPS,
     SUBSPACES,
 )
-from chaosgd.planning.vocab import ARCHITECTURES, DATASETS, FIGURE_KINDS
+from chaosgd.planning.vocab import ARCHITECTURES, FIGURE_KINDS
 
 
-def datasets_args(config: dict, dataset: str) -> str:
-    """Arguments of ``python -m chaosgd.datasets`` for one configured dataset."""
+class Untracked(str):
+    """Command-line arguments that cannot change a result: where verified inputs are read from,
+    how often a checkpoint is written, the device.
+
+    A rule passes them as a param of this type, returned by a function of the wildcards (a
+    plain value would be expanded as a wildcard pattern into a plain ``str``). Snakemake
+    formats it into the command as the string it is, but records a param for its rerun trigger
+    by ``repr``, which is the same for every value here: changing these settings reruns no
+    job. (The output cache hashes the
+    string itself, so it still keys on them.) ``tests/workflow/test_pipeline.py`` checks both
+    sides: such a change reruns nothing, a setting that shapes a result exactly the jobs it
+    shapes.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, args) -> Untracked:
+        """The arguments ``args``, shell-quoted."""
+        return cls(shlex.join(args))
+
+    def __repr__(self) -> str:
+        return "Untracked()"
+
+
+def _dataset_source(config: dict, dataset: str) -> dict:
     try:
-        src = config["datasets"][dataset]
+        return config["datasets"][dataset]
     except KeyError:
         raise ValueError(
             f"dataset {dataset!r} is not configured under 'datasets' "
             f"(configured: {sorted(config['datasets'])})"
         ) from None
+
+
+def datasets_args(config: dict, dataset: str) -> str:
+    """Arguments of ``python -m chaosgd.datasets`` for one configured dataset that shape the
+    prepared data: the checksums the files must have, and the resize."""
+    src = _dataset_source(config, dataset)
+    args = []
+    for name, md5 in sorted(src["md5"].items()):
+        args += ["--md5", f"{name}={md5}"]
+    args += ["--resize", src["resize"]]
+    return shlex.join(args)
+
+
+def datasets_sources(config: dict, dataset: str) -> Untracked:
+    """Where ``python -m chaosgd.datasets`` finds the files (the cache, a local folder, whether
+    and from where to download): every file is checked against its checksum, so these decide
+    whether the stage finds the data, never what it prepares."""
+    src = _dataset_source(config, dataset)
     args = ["--cache-dir", f"{config['download_cache']}/{dataset}"]
     if src["local_dir"]:
         args += ["--local-dir", src["local_dir"]]
@@ -44,10 +100,7 @@ def datasets_args(config: dict, dataset: str) -> str:
         args.append("--no-download")
     for url in src["mirrors"]:
         args += ["--mirror", url]
-    for name, md5 in sorted(src["md5"].items()):
-        args += ["--md5", f"{name}={md5}"]
-    args += ["--resize", src["resize"]]
-    return shlex.join(args)
+    return Untracked.of(args)
 
 
 # --- training runs ----------------------------------------------------------------------
@@ -107,23 +160,13 @@ def _settings(config: dict, exp: dict, **run) -> RunSettings:
     return RunSettings(**values)
 
 
-def _length(settings: RunSettings) -> str:
-    """How a run's length comes about, for messages."""
-    n = DATASETS[settings.dataset].train_size
-    if settings.train_size:
-        n = min(settings.train_size, n)
-    return (
-        f"{train_steps(settings)} steps ({n} images / batch {settings.batch_size} x "
-        f"{settings.epochs} epochs)"
-    )
-
-
 def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[str]]]:
     """All runs of the config's experiments, and each experiment's runs (in config order).
 
     A run shared by several experiments (e.g. one SGD baseline) appears once; two experiments
     that define the same run name with different settings are an error, and so is a CGD onset
-    at or past the end of its run (it would never prune: a run identical to SGD, mislabelled).
+    at or past the end of its run (it would never prune: a run identical to SGD, mislabelled),
+    and a run id too long for a file name (:data:`NAME_MAX`).
     """
     runs: dict[str, RunSettings] = {}
     owner: dict[str, str] = {}
@@ -154,10 +197,11 @@ def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[st
                             momentum=momentum,
                             seed=seed,
                         )
+                        check_run_id_length(name, exp, rid)
                         if is_cgd and onset >= train_steps(settings):
                             raise ValueError(
                                 f"experiments[{name}].onsets: onset {onset} is at or past the end "
-                                f"of run {rid}, which has {_length(settings)}; CGD would never "
+                                f"of run {rid}, which has {run_length(settings)}; CGD would never "
                                 f"prune. Use an onset below {train_steps(settings)}"
                             )
                         if rid in runs:
@@ -180,8 +224,13 @@ def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[st
 
 
 def train_args(settings: RunSettings) -> str:
-    """Arguments of ``python -m chaosgd.train`` for one run."""
-    return shlex.join(settings.to_args())
+    """Arguments of ``python -m chaosgd.train`` for one run: the settings that shape it."""
+    return shlex.join(settings.to_args(skip=UNTRACKED))
+
+
+def untracked_args(settings: RunSettings) -> Untracked:
+    """The run's settings that cannot change its results (checkpoint cadence, device)."""
+    return Untracked.of(settings.to_args(only=UNTRACKED))
 
 
 def wildcard_choice(names) -> str:
@@ -198,6 +247,7 @@ def lyapunov_runs(
     """The runs selected for a tangent map, by the experiment that selected them, and the runs
     with those forced to record the spectrum (the tangent map needs every step's eigenpairs)."""
     selected: dict[str, list[str]] = {}
+    chosen_by: dict[str, str] = {}  # run -> the first lyapunov.runs entry that chose it
     for i, sel in enumerate(config["lyapunov"]["runs"]):
         where = f"lyapunov.runs[{i}]"
         exp = sel["experiment"]
@@ -217,6 +267,7 @@ def lyapunov_runs(
             ):
                 if m.run_id not in chosen:
                     chosen.append(m.run_id)
+                chosen_by.setdefault(m.run_id, where)
     every = {r for chosen in selected.values() for r in chosen}
     readouts = config["lyapunov"]["readouts"]
     for rid in sorted(every):
@@ -224,8 +275,11 @@ def lyapunov_runs(
         if readouts > train_steps(runs[rid]):
             raise ValueError(
                 f"lyapunov.readouts: {readouts} readouts, but run {rid} has only "
-                f"{_length(runs[rid])}; use at most {train_steps(runs[rid])}"
+                f"{run_length(runs[rid])}; use at most {train_steps(runs[rid])}"
             )
+    for exp, chosen in selected.items():
+        for rid in chosen:
+            check_anchors(config["lyapunov"], runs[rid], exp, chosen_by[rid])
     forced = {
         rid: dataclasses.replace(s, spectrum=True) if rid in every else s for rid, s in runs.items()
     }
@@ -365,6 +419,7 @@ def figures(
                 opts = eps if kind.main_eps else ()
                 fig_name = kind.figure_name.format(label=label)
                 out.append(_figure(fig_name, kind.name, label, [ref], runs, opts, note))
+    check_figure_name_lengths(out, lyapunov)
     by_name: dict[str, Figure] = {}
     for fig in out:
         if fig.name in by_name:
@@ -390,12 +445,15 @@ def ensemble_references(
     if not ens["enabled"]:
         return {}
     if ens["main_eps"] not in ens["eps"]:
-        raise ValueError(f"ensembles.main_eps: {ens['main_eps']} is not one of ensembles.eps")
+        raise ValueError(
+            f"ensembles.main_eps: {ens['main_eps']} is not one of ensembles.eps ({ens['eps']})"
+        )
     refs: dict[str, str] = {}
     for exp, members in lyapunov.items():
         sgd = [r for r in members if runs[r].variant == "sgd"]
         for r in sgd:
             s = runs[r]
+            check_fit_points(config, s)
             label = exp if len(sgd) == 1 else f"{exp}_m{s.momentum:g}_s{s.seed}"
             refs.setdefault(r, label)
     return refs

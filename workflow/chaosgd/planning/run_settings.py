@@ -132,6 +132,10 @@ ROLES = {
     "checkpoint_every": "shared",
     "device": "shared",
 }
+# Shared settings that cannot change a result: how often a checkpoint is written, and the device
+# (CPU and CUDA agree to round-off, docs/cluster-and-gpu.md). The rules pass them untracked
+# (chaosgd.planning.plan.Untracked), so changing them reruns no job.
+UNTRACKED = ("checkpoint_every", "device")
 # how an overridden setting is spelled in the run id
 RUN_ID_SUFFIX = {
     "lr": lambda v: f"lr{v:g}",
@@ -210,10 +214,13 @@ class RunSettings:
         """Whether every step needs the Hessian eigenpairs: with ``spectrum``, and for CGD."""
         return self.spectrum or self.parsed_variant.optimizer == "cgd"
 
-    def to_args(self) -> list[str]:
-        """The command-line arguments that :meth:`from_namespace` parses back."""
+    def to_args(self, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> list[str]:
+        """The command-line arguments that :meth:`from_namespace` parses back (of the fields
+        ``only``, if given, less those in ``skip``)."""
         args = []
         for f in fields(self):
+            if (only is not None and f.name not in only) or f.name in skip:
+                continue
             value = getattr(self, f.name)
             flag = "--" + f.name.replace("_", "-")
             if f.type == "bool":

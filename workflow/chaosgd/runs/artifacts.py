@@ -9,11 +9,17 @@ Every reader raises :class:`UnreadableFile` (a ``ValueError``) naming the file a
 with it (missing, empty, truncated, not of its format, lacking a key or column, non-finite
 values where numbers must be finite), so that each stage's ``main`` turns any bad input into
 one line and exit status 1 instead of a traceback that names no file.
+
+Every writer raises :class:`ArtifactWriteError` (an ``OSError``) when the system refuses the
+write (a full disk, a read-only or foreign folder, an over-long name), naming the file, the
+operation and what to do, after removing its temporary file: the previous complete file, if
+any, is untouched. :func:`explain` words any other ``OSError`` the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -47,6 +53,127 @@ class UnreadableFile(ValueError):
         super().__init__(f"{path}: {problem}" + (f"; {remedy}" if remedy else ""))
 
 
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the folder whose mode or disk matters)."""
+    path = Path(os.path.abspath(path))
+    # os.path.exists, not Path.exists: it is False, not an error, for an over-long name
+    while not os.path.exists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _mount(path: Path) -> Path:
+    """The mount point of the file system that holds ``path``."""
+    path = _existing(path)
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def _name_bytes(path: Path) -> tuple[str, int]:
+    """What an ENAMETOOLONG is about: ("file name", its length) when a component of ``path``
+    exceeds the file system's limit, else ("path", the whole path's length), in bytes."""
+    try:
+        limit = os.pathconf(_existing(path.parent), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = max((len(part.encode()) for part in path.parts), default=0)
+    if longest > limit:
+        return "file name", longest
+    return "path", len(os.fsencode(os.path.abspath(path)))
+
+
+def _cause(exc: OSError, path: Path, folder: Path) -> tuple[str, str]:
+    """(what happened, what to do) for ``exc`` about ``path``; ``folder`` is where a permission
+    problem lies."""
+    code = exc.errno
+    if code == errno.ENOSPC:
+        return "the disk is full", f"free space on {_mount(path)} or point results/ elsewhere"
+    if code == errno.EDQUOT:
+        return (
+            "disk quota exceeded",
+            f"free space within your quota on {_mount(path)} or point results/ elsewhere",
+        )
+    if code == errno.EROFS:
+        return (
+            "the file system is read-only",
+            f"remount {_mount(path)} read-write or point results/ elsewhere",
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied", f"check the owner and mode of {_existing(folder)}"
+    if code == errno.ENAMETOOLONG:
+        what, size = _name_bytes(path)
+        return f"the {what} is too long ({size} bytes)", "shorten the experiment name or tag"
+    if code in (errno.ENOTDIR, errno.EEXIST):  # mkdir's EEXIST: a file where the folder goes
+        return (
+            "a file stands where a folder must be",
+            f"move {_existing(folder)} out of the way or point results/ elsewhere",
+        )
+    if code == errno.EFBIG:
+        return "the file is larger than its file system allows", "point results/ elsewhere"
+    name = errno.errorcode.get(code, "no errno") if code is not None else "no errno"
+    words = (exc.strerror or _short(exc)).strip()
+    return f"{words} ({name})", "check the folder and its disk, then rerun"
+
+
+class ArtifactWriteError(OSError):
+    """The system refused to write an artifact; the message names the file, the operation
+    ("writing", "renaming into place", "creating the folder ..."), the cause in words and
+    (``remedy``) what to do. ``cause`` is the ``OSError`` it replaces; its errno is kept.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        operation: str,
+        cause: OSError,
+        remedy: str | None = None,
+        folder: str | os.PathLike | None = None,
+    ):
+        self.path = Path(path)
+        self.operation = operation
+        self.cause = cause
+        self.reason, default = _cause(cause, self.path, Path(folder or self.path.parent))
+        self.remedy = remedy or default
+        self.message = f"{path}: {operation} failed: {self.reason}; {self.remedy}"
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def explain(exc: BaseException, operation: str = "reading") -> str:
+    """One line for a stage's ``error:`` message: an ``OSError`` other than
+    :class:`ArtifactWriteError` worded as one (``operation`` on its file), anything else as is."""
+    if isinstance(exc, OSError) and not isinstance(exc, ArtifactWriteError):
+        if exc.filename is None:
+            return f"{operation} failed ({_short(exc)}); check the files and disks, then rerun"
+        path = Path(os.fsdecode(exc.filename))
+        return str(ArtifactWriteError(path, operation, exc, folder=path))
+    return str(exc)
+
+
+@contextlib.contextmanager
+def _writing(target: Path, operation: str) -> Iterator[None]:
+    """Re-raise an ``OSError`` of the block as :class:`ArtifactWriteError` about ``target``."""
+    try:
+        yield
+    except ArtifactWriteError:
+        raise
+    except OSError as exc:
+        raise ArtifactWriteError(target, operation, exc) from exc
+
+
+def _temp_prefix(name: str) -> str:
+    """The temporary file's prefix: the target's name, cut so that a name the file system
+    accepts is never refused for the 14 bytes mkstemp adds (an over-long one fails on the
+    rename, named as it is)."""
+    raw = name.encode()
+    if len(raw) > 200:
+        name = raw[:100].decode(errors="ignore")
+    return f".{name}."
+
+
 def _short(exc: BaseException) -> str:
     """An exception's first line, cut short: torch's and pyarrow's run to paragraphs."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -70,23 +197,78 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it to ``target`` if the block succeeds.
 
     The temporary file lives in the same folder so the final ``os.replace`` is atomic.
-    On any exception the temporary file is removed and the target is left untouched.
+    On any exception the temporary file is removed and the target is left untouched. The
+    system's refusals (creating the folder, the temporary file, the rename, and a full,
+    read-only or over-quota disk while the block writes) raise :class:`ArtifactWriteError`.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    with _writing(target, f"creating the folder {target.parent}"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(target, "writing"):
+        fd, tmp = tempfile.mkstemp(
+            prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent
+        )
+        os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates files readable by the owner only; results are shared files.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        with _writing(target, "writing"):
+            # mkstemp creates files readable by the owner only; results are shared files.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_path, 0o666 & ~umask)
+        try:
+            yield tmp_path
+        except ArtifactWriteError:
+            raise
+        except OSError as exc:
+            # not an error naming another file (the block may read some: an archive's
+            # sources), nor one without an errno (a download's URLError is an OSError too)
+            ours = exc.filename is None or os.fsdecode(exc.filename) == str(tmp_path)
+            if ours and exc.errno is not None:
+                raise ArtifactWriteError(target, "writing", exc) from exc
+            raise
+        with _writing(target, "renaming into place"):
+            os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        # a temporary file that cannot be removed must not hide the error that got here
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
+
+
+class _Recorder:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch
+    turns it into a RuntimeError ("unexpected pos ...") that names neither file nor cause."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _write_failure(exc: RuntimeError, recorder: _Recorder, folder: Path) -> OSError | None:
+    """The ``OSError`` behind torch's RuntimeError from a failed save, if it was one: the write
+    torch reported, one in the exception's chain, or a disk found full (no retry)."""
+    if recorder.error is not None:
+        return recorder.error
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    try:
+        full = os.statvfs(folder).f_bavail == 0
+    except OSError:
+        full = False
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else None
 
 
 def save_tensors(obj: Any, path: str | os.PathLike) -> None:
@@ -95,11 +277,21 @@ def save_tensors(obj: Any, path: str | os.PathLike) -> None:
     The same ``obj`` gives the same bytes wherever it is written: ``torch.save`` given a path
     names the zip archive inside after the file, here a random temporary name, so two
     identical results would differ (and an archive import over them would report conflicts);
-    given a file object it names it ``archive``.
+    given a file object it names it ``archive``. A refused write raises
+    :class:`ArtifactWriteError`.
     """
-    with atomic_path(path) as tmp:
+    path = Path(path)
+    with atomic_path(path) as tmp, _writing(path, "writing"):
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            recorder = _Recorder(fh)
+            try:
+                torch.save(obj, recorder)
+            except RuntimeError as exc:
+                cause = _write_failure(exc, recorder, tmp.parent)
+                if cause is None:
+                    raise
+                # torch chained the OSError into its RuntimeError already: no loop back to it
+                raise cause from None
 
 
 def load_tensors(
@@ -152,7 +344,7 @@ def load_tensors(
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented JSON atomically (keys kept in insertion order)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _writing(Path(path), "writing"):
         tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
@@ -219,7 +411,7 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike, table: Table | None
     the frame holds every column of that table's schema (:mod:`chaosgd.planning.tables`)."""
     if table is not None:
         table.check(df)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _writing(Path(path), "writing"):
         df.to_parquet(tmp, index=False, engine="pyarrow")
 
 

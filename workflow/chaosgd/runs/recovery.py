@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 import torch
 
-from chaosgd.runs.artifacts import file_digest, load_tensors
+from chaosgd.runs.artifacts import ArtifactWriteError, file_digest, load_tensors, save_tensors
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -203,8 +203,29 @@ def set_aside(path: str | os.PathLike) -> Path:
     while target.exists():
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
         n += 1
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise ArtifactWriteError(path, f"setting it aside as {target.name}", exc) from exc
     return target
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Write checkpoint ``path`` atomically. If the system refuses (a full disk, a read-only
+    folder), raise :class:`ArtifactWriteError` saying so and what a rerun does: the previous
+    checkpoint is untouched, so the job ends loudly rather than running on unprotected."""
+    try:
+        save_tensors(state, path)
+    except ArtifactWriteError as exc:
+        kept = (
+            "the previous checkpoint is kept, a rerun resumes from it"
+            # os.path, not Path: an over-long name is False here, not a second error
+            if os.path.isfile(path)
+            else "no checkpoint was written before, a rerun starts over"
+        )
+        raise ArtifactWriteError(
+            exc.path, exc.operation, exc.cause, remedy=f"{exc.remedy}; {kept}"
+        ) from exc.cause
 
 
 def load_checkpoint(

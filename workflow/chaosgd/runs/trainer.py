@@ -43,9 +43,6 @@ from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.schedule import eval_steps, run_steps, spectrum_steps, steps_per_epoch
 from chaosgd.planning.tables import SPECTRA
 from chaosgd.runs import recovery
-from chaosgd.runs.artifacts import (
-    save_tensors,
-)
 from chaosgd.runs.data import batches, initial_model, load_data
 
 # seeds of the per-run random streams, offset from the run's seed so that they never coincide
@@ -273,7 +270,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Write the state to the checkpoint file atomically (no-op without a checkpoint path)."""
         if self.checkpoint is not None:
-            save_tensors(self.state_dict(), self.checkpoint)
+            recovery.save_checkpoint(self.state_dict(), self.checkpoint)
 
     def try_resume(self) -> bool:
         """Continue from the checkpoint if there is one of this very run (same settings, data

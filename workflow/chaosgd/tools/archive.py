@@ -4,7 +4,8 @@ into another checkout, and Snakemake regards the imported results as up to date.
 ``python -m chaosgd.tools.archive export results.tar.gz`` packs every file under ``results/``
 (cached outputs, which are symbolic links into the Snakemake output cache, are packed as the
 files they point to) with a manifest of their sha256 checksums; ``results/`` holds stage
-folders only (one per stage module), and anything else there is refused rather than packed.
+folders only (one per stage module), and anything else there is refused rather than packed,
+but for ``results/stale/`` (outputs the config no longer makes), which is left out.
 ``import`` unpacks an archive only if every member is a regular file at a relative, normalized
 path inside a stage folder (no link, device or directory entry, no ``..``, absolute or
 backslash path, nothing that would replace ``results/`` or a stage folder with a file): an
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import chaosgd
 from chaosgd import __version__
+from chaosgd.planning.stale import STALE
 from chaosgd.runs.artifacts import atomic_path, file_digest
 
 MANIFEST = "chaosgd-manifest.json"
@@ -61,9 +63,12 @@ def collect(results: Path, stages: list[str] | None = None) -> list[Path]:
             raise ArchiveError(
                 f"--stages {stage}: not a stage (stages: {', '.join(known)}); name only those"
             )
-    # import refuses anything outside a stage folder, so export packs nothing it would refuse
+    # import refuses anything outside a stage folder, so export packs nothing it would refuse;
+    # results/stale/ holds what the config no longer makes (chaosgd.tools.stale): left behind
     strays = sorted(
-        p.name for p in results.iterdir() if not p.name.startswith(".") and p.name not in known
+        p.name
+        for p in results.iterdir()
+        if not p.name.startswith(".") and p.name not in known and p.name != STALE
     )
     if strays and not stages:
         raise ArchiveError(

@@ -94,3 +94,16 @@ def test_markdown_cells_keep_a_norms_bars(tmp_path):
     line = next(x for x in markdown(df).splitlines() if x.startswith("| 13 |"))
     assert r"max(\|λmin\|, λmax)" in line
     assert len(line.replace(r"\|", "").split("|")) == 12  # the 10 columns' cells
+
+
+def test_html_shows_config_names_paths_and_experiments_as_text(tmp_path):
+    """The provenance line names the config files (any path the user gave) and each row its
+    experiment: markup in them reaches the page escaped, never as tags."""
+    runs = negative_pruning(tmp_path, [0.3, 0.5])
+    name = "cfg/<script>alert(1)</script> *x* `y` a_.yaml"
+    experiment = "<b>exp_</b>"
+    df = check_claims(tmp_path, {experiment: runs}, {}, {}, 0.1)
+    page = html(df, provenance(tmp_path, runs, name))
+    assert "<script" not in page and "<b>" not in page
+    assert "cfg/&lt;script&gt;alert(1)&lt;/script&gt; *x* `y` a_.yaml" in page
+    assert "<td>&lt;b&gt;exp_&lt;/b&gt;</td>" in page
