@@ -8,6 +8,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -16,7 +18,7 @@ import pytest
 
 from chaosgd.tools import archive
 
-from support.workflow import FMNIST_DIR, fresh_checkout, job_counts, run_snakemake
+from support.workflow import FMNIST_DIR, fresh_checkout, job_counts, run_snakemake, venv_env
 
 TINY = "config/tiny.yaml"
 RUNS = [
@@ -296,3 +298,40 @@ def test_archive_refuses_corruption_and_conflicts(tiny, tmp_path, capsys):
     assert archive.main(["import", str(truncated), "--results", str(tmp_path / "y")]) == 1
     assert "corrupt or unreadable archive" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_results_copied_under_another_config_are_refused_until_moved(tiny, tmp_path):
+    """Results copied without Snakemake's records pass for up to date whatever the config asks:
+    the Snakefile names the runs whose settings differ, and after the tool moves them aside
+    exactly the training runs and what follows them are scheduled."""
+    copy = fresh_checkout(tmp_path / "copy")
+    shutil.copytree(tiny["checkout"] / "results", copy / "results", symlinks=True)
+    lr = tmp_path / "lr.yaml"
+    lr.write_text("training:\n  lr: 0.02\n")
+    dry = run_snakemake(
+        "-n", "--configfile", TINY, "--config", "training={lr: 0.02}", repo=copy, check=False
+    )
+    log = dry.stdout + dry.stderr
+    assert dry.returncode != 0
+    for run in RUNS:
+        assert f"results/train/{run}/: lr 0.01 here, 0.02 in the config" in log, log[-3000:]
+    assert f"python -m chaosgd.tools.stale --configfile {TINY} --move" in log
+    moved = subprocess.run(
+        [sys.executable, "-m", "chaosgd.tools.stale", "--configfile", TINY, str(lr), "--move"],
+        cwd=copy,
+        env={**venv_env(), "PYTHONPATH": str(copy / "workflow")},
+        capture_output=True,
+        text=True,
+    )
+    assert moved.returncode == 0, moved.stderr
+    dry = run_snakemake("-n", "--configfile", TINY, str(lr), repo=copy)
+    assert job_counts(dry.stdout + dry.stderr) == {
+        "train_run": 2,
+        "lyapunov_run": 1,
+        "ensembles_run": 1,
+        "fits_divergence": 1,
+        "figures_draw": len(FIGURES),
+        "report_runs": 1,
+        "claims_check": 1,
+        "all": 1,
+    }

@@ -5,8 +5,9 @@ momentum, seed, learning rate, batch size, epochs, subset, dtype), where and how
 (device, wall time, steps/s) and how it ended (final full training-set and validation accuracy).
 The table is TSV, which the report shows as text, never as markup.
 
-Beside it, the outputs under ``results/`` and ``logs/`` that the config no longer makes, one path
-a line (:mod:`chaosgd.planning.stale`; ``python -m chaosgd.tools.stale --move`` moves them away).
+Beside it, the outputs under ``results/`` and ``logs/`` that the config no longer makes, and the
+runs made with other settings than it asks for, one path a line (:mod:`chaosgd.planning.stale`;
+``python -m chaosgd.tools.stale --move`` moves them away).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from chaosgd.planning.config import validate_config
-from chaosgd.planning.stale import LOGS, find_stale, listing, planned_by_config
+from chaosgd.planning.stale import LOGS, listing, survey
 from chaosgd.planning.tables import EPOCHS
 from chaosgd.runs.artifacts import atomic_path, explain, read_parquet, read_run_info
 
@@ -87,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = runs_table(args.results, args.runs)
         if args.out_stale:
-            planned = planned_by_config(validate_config(json.loads(args.config_json)))
-            stale = listing(
-                find_stale(planned, args.results, args.logs), args.config_name, args.results
+            found, differing, entries = survey(
+                validate_config(json.loads(args.config_json)), args.results, args.logs
             )
+            stale = listing(found, args.config_name, args.results, differing, entries)
     except (OSError, KeyError, ValueError) as exc:  # UnreadableFile is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 # package (chaosgd.planning.plan), where it is tested without Snakemake.
 from chaosgd.planning import plan
 from chaosgd.planning.code_inputs import rule_inputs
+from chaosgd.planning.stale import refuse_other_settings
 from chaosgd.planning.tables import (
     BOUNDS,
     DISTANCES,
@@ -20,6 +21,18 @@ from chaosgd.planning.vocab import DATASETS
 # and the runs that carry a tangent map, by experiment (trained by the lyapunov stage, with the
 # spectrum forced on)
 RUNS, GROUPS, LYAPUNOV = plan.plan_runs(config)
+# Snakemake reruns a run whose settings changed only where it has its own record of making it:
+# one that came from elsewhere (an imported archive, a copied results/) made with other settings
+# would pass for the config's. Stop here, naming them. The main process checks; the jobs it
+# starts read this file again and need not.
+if not (workflow.remote_exec or workflow.subprocess_exec):
+    refuse_other_settings(
+        config,
+        RUNS,
+        LYAPUNOV,
+        plan.config_name(workflow.overwrite_configfiles, workflow.basedir),
+        overrides=bool(workflow.config_settings.config),
+    )
 # all runs that carry a tangent map
 LYAPUNOV_RUNS = sorted({run for runs in LYAPUNOV.values() for run in runs})
 # the references of the perturbed ensembles (every Lyapunov run of plain SGD) and their labels

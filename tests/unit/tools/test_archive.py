@@ -12,9 +12,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chaosgd.tools import archive
 
+from support import recorded
+from support.recorded import write_runs
 from support.workflow import REPO
 
 GOOD = {
@@ -243,3 +246,40 @@ def test_a_checksum_mismatch_leaves_nothing_behind(tmp_path, capsys):
     err = _refused(tampered, tmp_path / "new" / "deeper" / "results", capsys)
     assert "checksum mismatch for results/figures/fig1.pdf" in err
     assert not (tmp_path / "new").exists()
+
+
+def test_import_with_a_config_refuses_runs_made_with_other_settings(tmp_path, capsys):
+    made = tmp_path / "made"
+    write_runs(made / "results", recorded.config())
+    packed = tmp_path / "results.tar.gz"
+    assert archive.main(["export", str(packed), "--results", str(made / "results")]) == 0
+    base, lr = tmp_path / "base.yaml", tmp_path / "lr.yaml"
+    base.write_text(yaml.safe_dump(recorded.CONFIG))
+    lr.write_text("training:\n  lr: 0.02\n")
+    target = tmp_path / "checkout" / "results"
+    capsys.readouterr()
+    args = ["import", str(packed), "--results", str(target)]
+    assert archive.main([*args, "--configfile", str(base), "--configfile", str(lr)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {packed}: 2 run(s) in it were made with other settings than ")
+    for run in (recorded.CGD, recorded.SGD):
+        assert (
+            f"  made with other settings: results/train/{run}/: lr 0.001 in the archive, 0.02 in "
+            "the config\n" in err
+        )
+    assert "nothing was imported" in err and "--stages" in err
+    assert not target.parent.exists()  # nothing written
+    # under the config it was made with (only what differs counts), it is imported
+    device = tmp_path / "device.yaml"
+    device.write_text("device: cuda\ntraining:\n  checkpoint_every: 9\n")
+    assert archive.main([*args, "--configfile", str(base), str(device)]) == 0
+    assert (target / "train" / recorded.CGD / "run.json").is_file()
+
+
+def test_import_with_a_bad_config_names_it(tmp_path, capsys):
+    packed = _archive(tmp_path / "a.tar.gz")
+    (tmp_path / "bad.yaml").write_text("experiments: 3\n")
+    args = ["import", str(packed), "--results", str(tmp_path / "r"), "--configfile"]
+    assert archive.main([*args, str(tmp_path / "bad.yaml")]) == 1
+    assert capsys.readouterr().err.startswith("error: --configfile: invalid config:")
+    assert not (tmp_path / "r").exists()

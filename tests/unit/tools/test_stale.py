@@ -17,6 +17,8 @@ from chaosgd.planning.stale import STALE, find_stale, listing, planned_by_config
 from chaosgd.planning.tables import DISTANCES, EXPONENTS, FITS, STEPS
 from chaosgd.tools import archive, stale
 
+from support import recorded
+from support.recorded import write_runs
 from support.workflow import REPO
 
 
@@ -195,3 +197,59 @@ def test_a_bad_config_is_one_error_line(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("experiments: 3\n")
     assert stale.main(["--configfile", str(tmp_path / "bad.yaml")]) == 1
     assert capsys.readouterr().err.startswith("error: invalid config:")
+
+
+def _configs(root: Path) -> tuple[Path, Path]:
+    """The config the runs were made with, and a second file asking another lr on top of it."""
+    base, lr = root / "base.yaml", root / "lr.yaml"
+    base.write_text(yaml.safe_dump(recorded.CONFIG))
+    lr.write_text("training:\n  lr: 0.02\n")
+    return base, lr
+
+
+def test_runs_made_with_other_settings_are_listed_moved_and_in_the_report(tmp_path, capsys):
+    results, logs = tmp_path / "results", tmp_path / "logs"
+    make_outputs(tmp_path, recorded.CONFIG)
+    write_runs(results, recorded.config())
+    base, lr = _configs(tmp_path)
+    where = ["--results", str(results), "--logs", str(logs)]
+    assert stale.main(["--configfile", str(base), *where]) == 0
+    assert capsys.readouterr().out.startswith("# Nothing stale: ")
+    # the config files merge in order, given in one --configfile or several
+    assert stale.main(["--configfile", str(base), "--configfile", str(lr), *where]) == 0
+    out = capsys.readouterr().out
+    for run in (recorded.CGD, recorded.SGD):
+        line = f"{results}/train/{run}/: lr 0.001 here, 0.02 in the config"
+        assert f"# made with other settings: {line}" in out.splitlines()
+    assert f"#   python -m chaosgd.tools.stale --configfile {base} {lr} --move" in out
+    # the runs, and all that was made from them: every result but the dataset's
+    made = sorted(
+        str(p.relative_to(tmp_path)) + "/" * p.is_dir()
+        for p in results.glob("*/*")
+        if p.parent.name != "datasets"
+    )
+    assert listed(out, tmp_path) == made
+    assert f"results/fits/{recorded.SGD}/" in made and "results/figures/base.png" in made
+    # the report's listing holds them too
+    report_args = ["runs", "--results", str(results), "--logs", str(logs), "--runs", "a"]
+    report_args += ["--out", str(results / "report/runs.tsv"), "--config-name", "x.yaml"]
+    report_args += ["--config-json", json.dumps(recorded.config(lr=0.02))]
+    listing_file = results / "report/stale.txt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report, "runs_table", lambda results, runs: pd.DataFrame({"run_id": runs}))
+        assert report.main([*report_args, "--out-stale", str(listing_file)]) == 0
+    text = listing_file.read_text()
+    assert text.startswith("# 2 runs made with other settings than x.yaml")
+    assert listed(text, tmp_path) == made
+    # moved, so that the next run remakes them; the dataset and the logs stay
+    before = tree(tmp_path)
+    assert stale.main(["--configfile", str(base), str(lr), *where, "--move"]) == 0
+    err = capsys.readouterr().err
+    assert f"made with other settings: {results}/train/{recorded.CGD}/: lr 0.001 here" in err
+    (folder,) = (results / STALE).iterdir()
+    after = tree(tmp_path)
+    for rel, text in before.items():
+        if rel.startswith("results/") and not rel.startswith("results/datasets/"):
+            assert rel not in after and (folder / rel.removeprefix("results/")).read_text() == text
+        else:
+            assert after[rel] == text, rel

@@ -15,6 +15,12 @@ files into place; it refuses to replace a different existing file unless ``--for
 given. Imported files get the import time as modification time: Snakemake compares
 modification times, and the code files of a fresh checkout are newer than the results were
 when they were exported.
+
+Snakemake keeps no record of having made imported results, so it takes them as up to date
+whatever settings the config now asks for (the Snakefile stops on such runs, see
+:mod:`chaosgd.planning.stale`). ``import --configfile FILE ...`` checks first: a run of the
+archive whose ``run.json`` records other settings than the config plans under its run id is
+refused, before anything is written.
 """
 
 from __future__ import annotations
@@ -35,10 +41,22 @@ import time
 import zlib
 from pathlib import Path
 
+import yaml
+
 import chaosgd
 from chaosgd import __version__
-from chaosgd.planning.stale import STALE
+from chaosgd.planning import plan
+from chaosgd.planning.stale import (
+    RUN_INFO,
+    STALE,
+    Difference,
+    described,
+    lyapunov_recorded,
+    run_differences,
+)
+from chaosgd.planning.tables import STEPS
 from chaosgd.runs.artifacts import atomic_path, file_digest
+from chaosgd.tools.stale import load_config
 
 MANIFEST = "chaosgd-manifest.json"
 
@@ -248,17 +266,63 @@ def _in_the_way(results: Path, names: list[str], root: str) -> list[str]:
     return blocked
 
 
-def import_(archive: Path, results: Path, force: bool = False) -> dict:
-    """Verify and extract ``archive`` so that its results land in ``results``."""
+def other_settings(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], root: str, config: dict
+) -> list[Difference]:
+    """The settings that the archive's runs (``members`` by name, under ``root``) record
+    otherwise than ``config`` (validated) plans under the same run id."""
+    runs, _, lyapunov = plan.plan_runs(config)
+    lyap = {r for rs in lyapunov.values() for r in rs}
+    found = []
+    for rid in sorted(runs):
+        member = members.get(f"{root}/{STEPS.stage}/{rid}/{RUN_INFO}")
+        if member is None:
+            continue
+        try:
+            info = json.loads(tar.extractfile(member).read())
+        except ValueError:  # damaged: the checksum or the stage that reads it names it
+            continue
+        if isinstance(info, dict):
+            expected = lyapunov_recorded(config, runs[rid]) if rid in lyap else None
+            folder = Path(root) / STEPS.stage / rid
+            found += run_differences(folder, info, runs[rid], expected)
+    return found
+
+
+def import_(
+    archive: Path,
+    results: Path,
+    force: bool = False,
+    config: dict | None = None,
+    config_name: str = "",
+) -> dict:
+    """Verify and extract ``archive`` so that its results land in ``results``; with ``config``
+    (validated; its files named ``config_name``), only if every run of it that the config
+    plans records the config's settings."""
     if not archive.is_file():
         raise ArchiveError(f"{archive}: no such archive")
     try:
-        return _import(archive, results, force)
+        return _import(archive, results, force, config, config_name)
     except (tarfile.TarError, OSError, EOFError, zlib.error, json.JSONDecodeError) as exc:
         raise ArchiveError(f"{archive}: corrupt or unreadable archive ({exc})") from None
 
 
-def _import(archive: Path, results: Path, force: bool) -> dict:
+def _refuse_other_settings(archive: Path, differing: list[Difference], config_name: str) -> None:
+    lines = described(differing, here="in the archive")
+    raise ArchiveError(
+        f"{archive}: {len(lines)} run(s) in it were made with other settings than {config_name} "
+        "plans under the same run id, and Snakemake would take them for the config's; nothing "
+        "was imported:\n"
+        + "".join(f"  made with other settings: {line}\n" for line in lines)
+        + "Import it into a checkout that runs the config the archive was made with (and give "
+        "that to --configfile), or leave out those stages: export it again with --stages naming "
+        "only what these settings do not shape (datasets, say), so that this config makes the rest"
+    )
+
+
+def _import(
+    archive: Path, results: Path, force: bool, config: dict | None, config_name: str
+) -> dict:
     with tarfile.open(archive, "r:gz") as tar:
         # everything is checked before anything is written: the members' kinds and paths, the
         # manifest, what is in the way on disk; then the bytes against their checksums
@@ -281,6 +345,10 @@ def _import(archive: Path, results: Path, force: bool) -> dict:
             raise ArchiveError(
                 f"{archive}: files and manifest differ (missing {missing[:3]}, extra {extra[:3]})"
             )
+        if config is not None:
+            differing = other_settings(tar, names, root, config)
+            if differing:
+                _refuse_other_settings(archive, differing, config_name)
         blocked = _in_the_way(results, sorted(names), root)
         if blocked:
             raise ArchiveError(
@@ -349,13 +417,30 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("archive", type=Path)
     imp.add_argument("--results", type=Path, default=Path("results"))
     imp.add_argument("--force", action="store_true", help="replace differing existing files")
+    imp.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="the config files the workflow runs with, in order (as python -m "
+        "chaosgd.tools.stale reads them): refuse runs that record other settings than it plans",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.command == "import" and args.configfile:
+            try:
+                config = load_config(args.configfile)
+            except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+                raise ArchiveError(f"--configfile: {exc}") from None
+        else:
+            config = None
         if args.command == "export":
             manifest = export(args.results, args.archive, args.stages)
             print(f"exported {len(manifest['files'])} files to {args.archive}")
         else:
-            manifest = import_(args.archive, args.results, args.force)
+            manifest = import_(
+                args.archive, args.results, args.force, config, " ".join(args.configfile or [])
+            )
             print(
                 f"imported {len(manifest['files'])} files into {args.results} "
                 f"({manifest.get('created_by')}, {manifest.get('created')})"

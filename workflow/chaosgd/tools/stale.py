@@ -4,7 +4,9 @@
 Snakefile does (the same files, merged in order onto the schema's defaults; without
 ``--configfile``, ``config/config.yaml``) and prints every entry under ``results/`` and ``logs/``
 that none of its runs, ensemble references, figures or datasets makes
-(:mod:`chaosgd.planning.stale`), one path a line after ``#`` comment lines. ``--move`` moves them
+(:mod:`chaosgd.planning.stale`), one path a line after ``#`` comment lines, and the folders of
+the planned runs whose ``run.json`` records other settings than the config's (an imported archive,
+a copied ``results/``), each after a line naming the settings. ``--move`` moves them all
 to ``results/stale/<UTC time>/``: a result at its path under ``results/``, a log under
 ``logs/`` there; nothing is deleted, and ``results/report/stale.txt`` (the report's listing),
 where it exists, is rewritten to say what is left. Torch-free: imports planning only.
@@ -25,10 +27,10 @@ from chaosgd.planning.stale import (
     LISTING,
     LOGS,
     STALE,
-    find_stale,
+    described,
     listing,
-    planned_by_config,
     shown,
+    survey,
 )
 from chaosgd.planning.tables import RESULTS
 
@@ -93,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--configfile",
         nargs="+",
+        action="extend",
         metavar="FILE",
-        help=f"the config files the workflow runs with (default: {DEFAULT_CONFIG})",
+        help=f"the config files the workflow runs with, in order (default: {DEFAULT_CONFIG})",
     )
     parser.add_argument("--results", type=Path, default=Path(RESULTS))
     parser.add_argument("--logs", type=Path, default=Path(LOGS))
@@ -102,17 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = " ".join(args.configfile or [DEFAULT_CONFIG])
     try:
-        planned = planned_by_config(load_config(args.configfile))
-        stale = find_stale(planned, args.results, args.logs)
+        config = load_config(args.configfile)
+        stale, differing, entries = survey(config, args.results, args.logs)
     except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if not args.move or not stale:
-        sys.stdout.write(listing(stale, name, args.results))
+    if not args.move or not entries:
+        sys.stdout.write(listing(stale, name, args.results, differing, entries))
         return 0
-    shown_before = [shown(p) for p in stale]
+    shown_before = [shown(p) for p in entries]
+    for line in described(differing):
+        print(f"made with other settings: {line}", file=sys.stderr)
     try:
-        folder, moves = move(stale, args.results, args.logs)
+        folder, moves = move(entries, args.results, args.logs)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -121,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     report = args.results / LISTING
     if report.is_file():
         # the report's listing would go on naming what is gone until its rule reruns
-        left = find_stale(planned, args.results, args.logs)
-        report.write_text(listing(left, name, args.results))
+        left, differing, entries = survey(config, args.results, args.logs)
+        report.write_text(listing(left, name, args.results, differing, entries))
     print(f"moved {len(moves)} entries to {folder}/ (nothing deleted)", file=sys.stderr)
     return 0
 
