@@ -289,13 +289,16 @@ def test_a_one_step_tangent_map_is_refused_naming_its_selection():
 
 
 def test_recorded_steps_are_the_ensembles():
-    """The planner's copy of the ensembles' record steps (torch-free) is theirs."""
-    from chaosgd.runs.lockstep import record_steps
+    """The planner checks the fits against the ensembles' own record steps (one home,
+    chaosgd.planning.schedule, which the lockstep ensembles use)."""
+    from chaosgd.planning import schedule
+    from chaosgd.runs import lockstep
 
+    assert lockstep.record_steps is schedule.record_steps
     for total in (1, 2, 6, 37):
         for every in (1, 2, 5, 40):
             for extra in ((), (1,), (3, 6, 50)):
-                assert feasibility.recorded_steps(total, every, extra) == record_steps(
+                assert schedule.record_steps(total, every, extra) == lockstep.record_steps(
                     total, every, extra
                 )
 

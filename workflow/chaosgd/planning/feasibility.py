@@ -9,7 +9,7 @@ to change, so that following the advice works.
 from __future__ import annotations
 
 from chaosgd.planning.run_settings import RunSettings
-from chaosgd.planning.schedule import anchor_steps, readout_steps, train_steps
+from chaosgd.planning.schedule import anchor_steps, readout_steps, record_steps, train_steps
 from chaosgd.planning.vocab import DATASETS, FIGURE_KINDS
 
 # Run ids and figure names become file names, which most file systems cap at 255 bytes. What
@@ -114,13 +114,6 @@ def check_figure_name_lengths(out: list, lyapunov: dict[str, list[str]]) -> None
 FIT_MIN_TIMES = 2
 
 
-def recorded_steps(total: int, every: int, extra=()) -> list[int]:
-    """The steps an ensemble records its distances at: torch-free twin of
-    :func:`chaosgd.runs.lockstep.record_steps` (a test holds the two equal)."""
-    extra = {int(e) for e in extra if 0 <= int(e) <= total}
-    return sorted(set(range(0, total + 1, every)) | extra | {total})
-
-
 def check_fit_points(config: dict, settings: RunSettings) -> None:
     """Refuse a reference whose ensemble would record too few steps for the fits stage."""
     lyap, every = config["lyapunov"], config["ensembles"]["record_every"]
@@ -128,7 +121,7 @@ def check_fit_points(config: dict, settings: RunSettings) -> None:
     readouts = readout_steps(
         total, lyap["readouts"], lyap["early_readouts"], anchor_steps(lyap["anchors"], total)
     )
-    times = [t for t in recorded_steps(total, every, readouts) if t > 0]
+    times = [t for t in record_steps(total, every, readouts) if t > 0]
     if len(times) < FIT_MIN_TIMES:
         fix = (
             f"lower ensembles.record_every below {total}"

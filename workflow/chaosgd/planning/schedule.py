@@ -1,5 +1,5 @@
 """The step schedule of a run: how many steps it takes, when it is evaluated and its spectrum
-kept, and when its exact readouts fall.
+kept, when its exact readouts fall, and which steps its perturbed ensembles record.
 
 The one home of these counts: the planner (run lengths, onsets, readouts), the job costs, the
 trainer, the lockstep ensembles and the Lyapunov readouts all read them here. Pure Python, so
@@ -85,3 +85,12 @@ def anchor_steps(anchors, total: int) -> list[int]:
     """App. C.2's reference times t₀ clipped to a run of ``total`` steps (the reference code's
     10 and 10⁴ steps; one past the end becomes the last step), distinct and ascending."""
     return sorted({min(max(1, int(a)), total) for a in anchors})
+
+
+def record_steps(total: int, every: int, extra=()) -> list[int]:
+    """States recorded: 0, every ``every``-th step, the ``extra`` steps within 0..total (e.g. the
+    Lyapunov readout steps, where the fits stage checks the bounds) and the final state."""
+    if every < 1:
+        raise ValueError(f"record_every must be a positive integer, got {every}")
+    extra = {int(e) for e in extra if 0 <= int(e) <= total}
+    return sorted(set(range(0, total + 1, every)) | extra | {total})

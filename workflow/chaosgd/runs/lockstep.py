@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from chaosgd.engine.models import unflatten
 from chaosgd.planning.run_settings import RunSettings
-from chaosgd.planning.schedule import run_steps
+from chaosgd.planning.schedule import record_steps, run_steps
 from chaosgd.runs import recovery
 from chaosgd.runs.data import Data, batches, initial_model
 from chaosgd.runs.ensemble_backends import make_backend
@@ -143,15 +143,6 @@ class _DistanceRecorder:
     def batch(self, r: int, loss: Tensor, acc: Tensor) -> None:
         self.loss[r] = loss
         self.acc[r] = acc
-
-
-def record_steps(total: int, every: int, extra=()) -> list[int]:
-    """States recorded: 0, every ``every``-th step, the ``extra`` steps within 0..total (e.g. the
-    Lyapunov readout steps, where the fits stage checks the bounds) and the final state."""
-    if every < 1:
-        raise ValueError(f"record_every must be a positive integer, got {every}")
-    extra = {int(e) for e in extra if 0 <= int(e) <= total}
-    return sorted(set(range(0, total + 1, every)) | extra | {total})
 
 
 @dataclass
