@@ -28,11 +28,11 @@ def settings(**changes):
     )
 
 
-def run_lyapunov(s, data, folder, checkpoint=True):
+def run_lyapunov(s, data, folder, checkpoint=True, **lyap):
     folder.mkdir(parents=True, exist_ok=True)
     files = {**run_outputs.OUTPUT_FILES, **lyapunov.LYAP_OUTPUTS}
     out = {k: folder / name for k, name in files.items()}
-    args = s.to_args() + lyap_args() + ["--data", str(data), "--no-progress"]
+    args = s.to_args() + lyap_args(**lyap) + ["--data", str(data), "--no-progress"]
     args += [a for k, p in out.items() for a in (f"--out-{k}", str(p))]
     if checkpoint:
         args += ["--checkpoint", str(folder / "checkpoint.pt")]
@@ -174,6 +174,18 @@ def test_lambda1_every_step_equals_the_exact_readouts(tmp_path, fmnist_pt, varia
     log_sigma = both["lambda_1"] * both["step"]
     err = (both["lambda_1_step"] - both["lambda_1"]) * both["step"]
     assert (err.abs() <= 1e-9 * np.maximum(log_sigma.abs(), 1.0)).all(), err
+
+
+def test_lambda1_every_k_steps_and_at_every_readout(tmp_path, fmnist_pt):
+    """lyapunov.lambda1_every: λ1(t) at the multiples of k and at the exact readouts, which
+    check it, and nowhere else."""
+    s = settings(lr=0.05, epochs=2)  # 12 steps
+    rc, out = run_lyapunov(s, fmnist_pt, tmp_path / "lyap", lambda1_every=5)
+    assert rc == 0
+    per_step = pd.read_parquet(out["lambda1"])["step"].tolist()
+    readouts = pd.read_parquet(out["exponents"])["step"].tolist()
+    assert per_step == sorted({5, 10} | set(readouts))
+    assert 1 in readouts and 5 not in readouts  # both parts of the rule are exercised
 
 
 def test_resume_with_tangent_map_equals_uninterrupted(tmp_path, fmnist_pt):
