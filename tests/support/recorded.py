@@ -1,4 +1,4 @@
-"""Planned runs' ``run.json`` files as the training stages write them, for the tests of what
+"""Planned runs' ``run.json`` files (and references' ``ensemble.json``) as the stages write them, for the tests of what
 they record against what the config plans (:mod:`chaosgd.planning.stale`). Torch-free."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chaosgd.planning import plan
 from chaosgd.planning.config import validate_config
-from chaosgd.planning.stale import lyapunov_recorded
+from chaosgd.planning.stale import ensemble_recorded, lyapunov_recorded
 
 # two runs of plain SGD and CGD; the SGD one carries a tangent map
 CONFIG = {
@@ -62,3 +62,23 @@ def write_runs(results: Path, cfg: dict, changed: dict[str, dict] | None = None)
         info = run_info(cfg, run, **(changed or {}).get(run, {}))
         (folder / "run.json").write_text(json.dumps(info))
         (folder / "steps.parquet").write_bytes(b"PAR1")
+
+
+def write_ensembles(results: Path, cfg: dict, **changes) -> None:
+    """Every planned reference's ``ensemble.json`` (and a Parquet file beside it, and its fits'
+    folder) under ``results``, its ensemble settings changed by ``changes``."""
+    runs, _, lyapunov = plan.plan_runs(cfg)
+    for run in plan.ensemble_references(cfg, runs, lyapunov):
+        folder = results / "ensembles" / run
+        folder.mkdir(parents=True, exist_ok=True)
+        info = {
+            "run_id": run,
+            **ensemble_recorded(cfg, runs[run]),
+            **changes,
+            "settings": runs[run].as_dict(),
+            "ensembles": [],
+        }
+        (folder / "ensemble.json").write_text(json.dumps(info))
+        (folder / "distances.parquet").write_bytes(b"PAR1")
+        (results / "fits" / run).mkdir(parents=True, exist_ok=True)
+        (results / "fits" / run / "fits.parquet").write_bytes(b"PAR1")

@@ -18,10 +18,11 @@ from chaosgd.planning.stale import (
     OtherSettings,
     differing_by_config,
     made_by_snakemake,
+    made_from,
     refuse_other_settings,
 )
 
-from support.recorded import CGD, SGD, config, write_runs
+from support.recorded import CGD, SGD, config, write_ensembles, write_runs
 
 
 def test_a_run_made_with_another_lr_is_listed(tmp_path):
@@ -64,6 +65,45 @@ def test_a_setting_not_recorded_counts_and_a_damaged_run_json_is_left_to_its_rea
     (tmp_path / "train" / SGD / "run.json").write_text('{"run_id": ')
     (d,) = differing_by_config(cfg, tmp_path)
     assert (d.setting, d.recorded) == ("epochs", None)
+
+
+def test_an_ensemble_made_with_other_ensemble_settings_is_listed(tmp_path):
+    cfg = config()
+    write_runs(tmp_path, cfg)
+    write_ensembles(tmp_path, cfg, eps=[0.5], direction_seed=3)
+    folder = tmp_path / "ensembles" / SGD
+    assert differing_by_config(cfg, tmp_path) == [
+        Difference(folder, "ensembles.eps", [0.5], [float(e) for e in cfg["ensembles"]["eps"]]),
+        Difference(folder, "ensembles.direction_seed", 3, cfg["ensembles"]["direction_seed"]),
+    ]
+    # the same files under a config that asks for them
+    asked = json.loads(json.dumps(cfg))
+    asked["ensembles"].update(eps=[0.5], main_eps=0.5, direction_seed=3)
+    assert differing_by_config(asked, tmp_path) == []
+    # the reference's own settings, as the ensemble recorded them, count too
+    write_ensembles(tmp_path, config(lr=0.02))
+    (d,) = differing_by_config(cfg, tmp_path)
+    assert (d.folder, d.setting, d.recorded) == (folder, "lr", 0.02)
+
+
+def test_only_the_ensembles_and_fits_go_with_an_ensemble_made_otherwise(tmp_path):
+    cfg = config()
+    write_runs(tmp_path, cfg)
+    write_ensembles(tmp_path, cfg, record_every=9)
+    runs, groups, lyapunov = plan.plan_runs(cfg)
+    references = plan.ensemble_references(cfg, runs, lyapunov)
+    figures = plan.figures(runs, groups, lyapunov, references, cfg["ensembles"])
+    (tmp_path / "figures").mkdir()
+    for name in figures:
+        (tmp_path / "figures" / f"{name}.png").write_bytes(b"")
+    moved = made_from(differing_by_config(cfg, tmp_path), figures, tmp_path)
+    folders = [p for p in moved if p.parent.name != "figures"]
+    assert folders == [tmp_path / "ensembles" / SGD, tmp_path / "fits" / SGD]
+    drawn = {p.stem for p in moved if p.parent.name == "figures"}
+    from_ensembles = {
+        n for n, f in figures.items() if any("/ensembles/" in i or "/fits/" in i for i in f.inputs)
+    }
+    assert drawn == from_ensembles and drawn and drawn != set(figures)
 
 
 RECORD = {"record_format_version": 6, "params": ["--lr 0.01"]}
@@ -111,6 +151,25 @@ def test_a_run_from_elsewhere_stops_the_workflow_naming_the_setting(workdir, rec
     assert SGD not in text and "--config values" not in text
     with pytest.raises(OtherSettings, match="put the --config values into a YAML file"):
         workdir(overrides=True)
+
+
+def test_an_ensemble_from_elsewhere_stops_the_workflow_unless_snakemake_made_it(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    cfg = config()
+    write_runs(Path("results"), cfg)
+    write_ensembles(Path("results"), cfg, dtypes=["float64"])
+    runs, _, lyapunov = plan.plan_runs(cfg)
+    with pytest.raises(OtherSettings) as err:
+        refuse_other_settings(cfg, runs, lyapunov, "c.yaml")
+    assert (
+        f"made with other settings: results/ensembles/{SGD}/: ensembles.dtypes "
+        f'["float64"] here, {json.dumps(cfg["ensembles"]["dtypes"])} in the config\n'
+        in str(err.value)
+    )
+    _record(Path(".snakemake/metadata"), f"results/ensembles/{SGD}/ensemble.json", **RECORD)
+    refuse_other_settings(cfg, runs, lyapunov, "c.yaml")
 
 
 @pytest.mark.slow  # Snakemake's start and scheduler: over 2 s

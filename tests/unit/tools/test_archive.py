@@ -283,3 +283,29 @@ def test_import_with_a_bad_config_names_it(tmp_path, capsys):
     assert archive.main([*args, str(tmp_path / "bad.yaml")]) == 1
     assert capsys.readouterr().err.startswith("error: --configfile: invalid config:")
     assert not (tmp_path / "r").exists()
+
+
+def test_import_with_a_config_refuses_ensembles_made_with_other_settings(tmp_path, capsys):
+    made = tmp_path / "made" / "results"
+    cfg = recorded.config()
+    write_runs(made, cfg)
+    recorded.write_ensembles(made, cfg, record_every=7)
+    packed = tmp_path / "results.tar.gz"
+    assert archive.main(["export", str(packed), "--results", str(made)]) == 0
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(recorded.CONFIG))
+    target = tmp_path / "checkout" / "results"
+    capsys.readouterr()
+    args = ["import", str(packed), "--results", str(target), "--configfile", str(base)]
+    assert archive.main(args) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"  made with other settings: results/ensembles/{recorded.SGD}/: ensembles.record_every 7 "
+        f"in the archive, {cfg['ensembles']['record_every']} in the config\n" in err
+    )
+    assert "results/train/" not in err and not target.parent.exists()
+    # what the config asks for: imported
+    asked = tmp_path / "asked.yaml"
+    asked.write_text("ensembles:\n  record_every: 7\n")
+    assert archive.main([*args, str(asked)]) == 0
+    assert (target / "ensembles" / recorded.SGD / "ensemble.json").is_file()

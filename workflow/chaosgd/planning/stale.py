@@ -10,9 +10,12 @@ stale. The report stage writes the list (``results/report/stale.txt``) and
 hold the same files for every config and are not looked at. Torch-free, like all of planning.
 
 A planned run's folder is stale too when its ``run.json`` records other settings than the config
-plans for it (:func:`differing_settings`): Snakemake reruns a job whose params changed only if it
-has its own record of that job, so results that arrived without one (an imported archive, a
-copied ``results/``) would pass for the config's. The Snakefile refuses to plan over such runs
+plans for it, and so is a reference's ensembles folder when its ``ensemble.json`` records other
+ensemble settings (:func:`differing_settings`): Snakemake reruns a job whose params changed only
+if it has its own record of that job, so results that arrived without one (an imported archive
+made before archives carried those records, a copied ``results/``) would pass for the config's.
+The stages after them (fits, figures, claims, report) take no setting that shapes a number of
+their own beyond what these record, and are remade from them. The Snakefile refuses to plan over such runs
 (:func:`refuse_other_settings`) unless Snakemake made them itself (:func:`made_by_snakemake`).
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from chaosgd.planning import plan
 from chaosgd.planning.run_settings import UNTRACKED, RunSettings
@@ -38,6 +41,8 @@ REPORT, CLAIMS = "report", "claims"
 LISTING = f"{REPORT}/stale.txt"
 # a run's settings, in results/train/<run>/ (chaosgd.runs.run_outputs.OUTPUT_FILES)
 RUN_INFO = "run.json"
+# an ensemble's settings and its reference's, in results/ensembles/<run>/ (chaosgd.ensembles)
+ENSEMBLE_INFO = "ensemble.json"
 # Snakemake's records of the outputs it made, one file per output (snakemake.persistence.file),
 # relative to the working directory as Snakemake keeps them
 METADATA = ".snakemake/metadata"
@@ -122,9 +127,10 @@ def move_command(config_name: str) -> str:
 
 
 class Difference(NamedTuple):
-    """A setting that a planned run's ``run.json`` records otherwise than the config plans it:
-    the run's folder (``results/train/<run>``), the setting (a field of :class:`RunSettings`,
-    or ``lyapunov.<key>`` of a Lyapunov run's ``lyapunov`` block), the recorded value (None: not
+    """A setting that a planned run's ``run.json`` (or a reference's ``ensemble.json``) records
+    otherwise than the config plans it: the folder (``results/train/<run>``,
+    ``results/ensembles/<run>``), the setting (a field of :class:`RunSettings`, ``lyapunov.<key>``
+    of a Lyapunov run's ``lyapunov`` block, ``ensembles.<key>``), the recorded value (None: not
     recorded) and the configured one."""
 
     folder: Path
@@ -172,6 +178,34 @@ def run_differences(
     return found
 
 
+def ensemble_recorded(config: dict, settings: RunSettings) -> dict[str, Any]:
+    """What a reference's ``ensemble.json`` records of the config's ``ensembles`` section
+    (``chaosgd.ensembles``; an empty ``dtypes`` trains in the run's own dtype). ``main_eps``
+    and ``threads`` shape no number of the stage: the claims read ``main_eps`` themselves."""
+    ens = config["ensembles"]
+    return {
+        "eps": [float(e) for e in ens["eps"]],
+        "dtypes": list(ens["dtypes"]) or [settings.dtype],
+        "direction_seed": ens["direction_seed"],
+        "record_every": ens["record_every"],
+    }
+
+
+def ensemble_differences(
+    folder: Path, info: dict, settings: RunSettings, ensembles: dict
+) -> list[Difference]:
+    """How the ``ensemble.json`` content ``info`` in ``folder`` differs from the reference's
+    planned ``settings`` (its ``settings`` block, as :func:`run_differences` reads a run's) and
+    from ``ensembles`` (:func:`ensemble_recorded`)."""
+    found = run_differences(folder, info, settings)
+    found += [
+        Difference(folder, f"ensembles.{key}", info.get(key), value)
+        for key, value in ensembles.items()
+        if info.get(key) != value
+    ]
+    return found
+
+
 def read_recorded(path: Path) -> dict | None:
     """A ``run.json`` as a dict, or None when it cannot be read as one (the stages that read it
     name what is wrong; a damaged file is not a question of settings).
@@ -185,24 +219,49 @@ def read_recorded(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def record_file(folder: Path) -> str:
+    """The record of settings in a :class:`Difference`'s folder: a run's ``run.json``, an
+    ensemble's ``ensemble.json``."""
+    return ENSEMBLE_INFO if Path(folder).parent.name == DISTANCES.stage else RUN_INFO
+
+
+def recorded_differences(
+    config: dict,
+    runs: dict[str, RunSettings],
+    lyapunov: dict[str, list[str]],
+    read: Callable[[Path], dict | None],
+    results: str | Path = RESULTS,
+) -> list[Difference]:
+    """Every setting that a planned run's ``run.json`` or a planned reference's
+    ``ensemble.json`` under ``results`` records otherwise than the config plans it, by folder.
+    ``read(path)`` gives a record's content, or None where there is none or it cannot be read
+    (a file on disk, a member of an archive). The other arguments are the planner's
+    (:func:`chaosgd.planning.plan.plan_runs`)."""
+    lyap = {r for rs in lyapunov.values() for r in rs}
+    found = []
+    for rid in sorted(runs):
+        folder = Path(results) / STEPS.stage / rid
+        info = read(folder / RUN_INFO)
+        if info is not None:
+            expected = lyapunov_recorded(config, runs[rid]) if rid in lyap else None
+            found += run_differences(folder, info, runs[rid], expected)
+    for rid in sorted(plan.ensemble_references(config, runs, lyapunov)):
+        folder = Path(results) / DISTANCES.stage / rid
+        info = read(folder / ENSEMBLE_INFO)
+        if info is not None:
+            expected = ensemble_recorded(config, runs[rid])
+            found += ensemble_differences(folder, info, runs[rid], expected)
+    return found
+
+
 def differing_settings(
     config: dict,
     runs: dict[str, RunSettings],
     lyapunov: dict[str, list[str]],
     results: str | Path = RESULTS,
 ) -> list[Difference]:
-    """Every setting of a planned run whose ``run.json`` exists under ``results`` that it
-    records otherwise than the config plans it, by run. The arguments are the planner's
-    (:func:`chaosgd.planning.plan.plan_runs`)."""
-    lyap = {r for rs in lyapunov.values() for r in rs}
-    found = []
-    for rid in sorted(runs):
-        folder = Path(results) / STEPS.stage / rid
-        info = read_recorded(folder / RUN_INFO)
-        if info is not None:
-            expected = lyapunov_recorded(config, runs[rid]) if rid in lyap else None
-            found += run_differences(folder, info, runs[rid], expected)
-    return found
+    """:func:`recorded_differences` of the records on disk under ``results``."""
+    return recorded_differences(config, runs, lyapunov, read_recorded, results)
 
 
 def differing_by_config(config: dict, results: str | Path = RESULTS) -> list[Difference]:
@@ -234,26 +293,37 @@ def described(differences: list[Difference], here: str = "here") -> list[str]:
     ]
 
 
+# the per-run stage folders that a record's settings shape: a run's settings shape all of them,
+# an ensemble's its ensembles and its fits
+SHAPED = {
+    STEPS.stage: (STEPS.stage, EXPONENTS.stage, DISTANCES.stage, FITS.stage),
+    DISTANCES.stage: (DISTANCES.stage, FITS.stage),
+}
+
+
 def made_from(
     differing: Sequence[Difference], figures: dict, results: str | Path = RESULTS
 ) -> list[Path]:
-    """What lies under ``results`` that the runs of ``differing`` made or that was made from
-    them: their folders in the per-run stages (``train/``, ``lyapunov/``, ``ensembles/``,
-    ``fits/``), the files of the ``figures`` (the planner's) drawn from them, and the report's
-    and the claims' files, which read every run. Snakemake keeps an output whose inputs are
-    missing (as it does for a removed temporary file), so all of these go with the runs, and
-    the next run remakes them with the config's settings."""
-    root = Path(results)
-    rids = set(d.folder.name for d in differing)
-    if not rids:
+    """What lies under ``results`` that the records of ``differing`` made or that was made from
+    them: the per-run folders their settings shape (:data:`SHAPED`: a run's in ``train/``,
+    ``lyapunov/``, ``ensembles/`` and ``fits/``; an ensemble's in ``ensembles/`` and ``fits/``),
+    the files of the ``figures`` (the planner's) drawn from those folders, and the report's and
+    the claims' files, which read every run. Snakemake keeps an output whose inputs are
+    missing (as it does for a removed temporary file), so all of these go with them, and the
+    next run remakes them with the config's settings."""
+    if not differing:
         return []
-    found = [
-        root / stage / rid
-        for rid in sorted(rids)
-        for stage in (STEPS.stage, EXPONENTS.stage, DISTANCES.stage, FITS.stage)
-        if (root / stage / rid).is_dir()
-    ]
-    drawn = {name for name, figure in figures.items() if rids & set(figure.runs)}
+    root = Path(results)
+    shaped = {(stage, d.folder.name) for d in differing for stage in SHAPED[d.folder.parent.name]}
+    folders = sorted(root / stage / rid for stage, rid in shaped if (root / stage / rid).is_dir())
+    # the figures name their inputs as the rules do, under RESULTS whatever ``results`` is
+    prefixes = tuple(f"{RESULTS}/{stage}/{rid}/" for stage, rid in shaped)
+    drawn = {
+        name
+        for name, figure in figures.items()
+        if any(str(path).startswith(prefixes) for path in figure.inputs)
+    }
+    found = list(folders)
     for folder, keep in (("figures", drawn), (REPORT, None), (CLAIMS, None)):
         if (root / folder).is_dir():
             found += [
@@ -339,7 +409,7 @@ def refuse_other_settings(
     foreign = [
         d
         for d in differing_settings(config, runs, lyapunov, results)
-        if not made_by_snakemake(f"{d.folder.as_posix()}/{RUN_INFO}", metadata)
+        if not made_by_snakemake(f"{d.folder.as_posix()}/{record_file(d.folder)}", metadata)
     ]
     if not foreign:
         return

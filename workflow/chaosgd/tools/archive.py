@@ -19,8 +19,8 @@ when they were exported.
 Snakemake keeps no record of having made imported results, so it takes them as up to date
 whatever settings the config now asks for (the Snakefile stops on such runs, see
 :mod:`chaosgd.planning.stale`). ``import --configfile FILE ...`` checks first: a run of the
-archive whose ``run.json`` records other settings than the config plans under its run id is
-refused, before anything is written.
+archive whose ``run.json`` (or a reference's ensembles, whose ``ensemble.json``) records other
+settings than the config plans under its run id is refused, before anything is written.
 """
 
 from __future__ import annotations
@@ -46,15 +46,7 @@ import yaml
 import chaosgd
 from chaosgd import __version__
 from chaosgd.planning import plan
-from chaosgd.planning.stale import (
-    RUN_INFO,
-    STALE,
-    Difference,
-    described,
-    lyapunov_recorded,
-    run_differences,
-)
-from chaosgd.planning.tables import STEPS
+from chaosgd.planning.stale import STALE, Difference, described, recorded_differences
 from chaosgd.runs.artifacts import atomic_path, file_digest
 from chaosgd.tools.stale import load_config
 
@@ -269,24 +261,21 @@ def _in_the_way(results: Path, names: list[str], root: str) -> list[str]:
 def other_settings(
     tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], root: str, config: dict
 ) -> list[Difference]:
-    """The settings that the archive's runs (``members`` by name, under ``root``) record
-    otherwise than ``config`` (validated) plans under the same run id."""
-    runs, _, lyapunov = plan.plan_runs(config)
-    lyap = {r for rs in lyapunov.values() for r in rs}
-    found = []
-    for rid in sorted(runs):
-        member = members.get(f"{root}/{STEPS.stage}/{rid}/{RUN_INFO}")
+    """The settings that the archive's runs and ensembles (``members`` by name, under ``root``)
+    record otherwise than ``config`` (validated) plans under the same run id."""
+
+    def read(path: Path) -> dict | None:
+        member = members.get(path.as_posix())
         if member is None:
-            continue
+            return None
         try:
             info = json.loads(tar.extractfile(member).read())
         except ValueError:  # damaged: the checksum or the stage that reads it names it
-            continue
-        if isinstance(info, dict):
-            expected = lyapunov_recorded(config, runs[rid]) if rid in lyap else None
-            folder = Path(root) / STEPS.stage / rid
-            found += run_differences(folder, info, runs[rid], expected)
-    return found
+            return None
+        return info if isinstance(info, dict) else None
+
+    runs, _, lyapunov = plan.plan_runs(config)
+    return recorded_differences(config, runs, lyapunov, read, root)
 
 
 def import_(
