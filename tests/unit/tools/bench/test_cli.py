@@ -1,5 +1,8 @@
 """chaosgd.tools.bench.cli: every benchmark is a subcommand, documented in the help."""
 
+import subprocess
+import sys
+
 import pytest
 
 from chaosgd.tools.bench import cli
@@ -20,3 +23,25 @@ def test_help_exits_0(command, capsys):
         cli.main([*command, "--help"])
     assert exit_.value.code == 0
     assert "usage: python -m chaosgd.tools.bench" in capsys.readouterr().out
+
+
+def test_a_json_file_that_cannot_be_written_is_named_and_nothing_is_left(tmp_path, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    target = blocked / "rows.json"  # its folder is a file: creating it fails
+    small = ["--arch", "cnn", "--steps", "2", "--spectrum-steps", "1", "--ensemble-steps", "2"]
+    args = ["costs", *small, "--eps-count", "1", "--readout-hidden", "2", "--json", str(target)]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(target) in err
+    assert list(tmp_path.iterdir()) == [blocked]
+    assert cli.main([*args[:-1], str(tmp_path / "rows.json")]) == 0
+    assert (tmp_path / "rows.json").read_text().startswith("[")
+
+
+def test_the_module_runs_as_the_docs_call_it():
+    proc = subprocess.run(
+        [sys.executable, "-m", "chaosgd.tools.bench", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: python -m chaosgd.tools.bench" in proc.stdout

@@ -2,6 +2,6 @@
 
 import sys
 
-from chaosgd.tools.bench import main
+from chaosgd.tools.bench.cli import main
 
 sys.exit(main())

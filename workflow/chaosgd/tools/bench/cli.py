@@ -40,6 +40,7 @@ import argparse
 import sys
 
 from chaosgd.planning.vocab import ARCHITECTURES
+from chaosgd.runs.artifacts import ArtifactWriteError
 from chaosgd.tools.bench import costs, curvature, ensembles, gpu, tangent
 from chaosgd.tools.bench.options import add_common_options
 from chaosgd.tools.bench.tangent import DEFAULT_REORTH_EVERY
@@ -162,7 +163,11 @@ def main(argv=None) -> int:
     Returns the exit status.
     """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ArtifactWriteError as exc:  # the --json file: the numbers are printed already
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ projection in :mod:`chaosgd.tools.bench.paper_cost`.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -53,6 +52,7 @@ from chaosgd.tools.bench.gpu_parts import (
     fig1_part,
     tangent_part,
 )
+from chaosgd.tools.bench.options import write_json
 from chaosgd.tools.bench.paper_cost import ASSUMPTIONS, project_paper_cost
 
 __all__ = ["bench_gpu", "command"]
@@ -225,7 +225,5 @@ def command(args) -> int:
     env = _environment(torch.device(args.device))
     out["environment"] = env
     _print_report(out, env)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+    write_json(args, out)
     return 0 if out["passed"] else 1

@@ -10,6 +10,8 @@ import sys
 
 import torch
 
+from chaosgd.runs.artifacts import atomic_path
+
 __all__ = ["add_common_options", "setup", "model_arguments", "write_json"]
 
 # the options of add_common_options that every bench_* function takes as keyword arguments
@@ -43,7 +45,8 @@ def model_arguments(args) -> dict:
 
 
 def write_json(args, rows) -> None:
-    """Write ``rows`` to the ``--json`` file, if one was given."""
+    """Write ``rows`` to the ``--json`` file, if one was given: whole or not at all (a full or
+    read-only disk raises :class:`chaosgd.runs.artifacts.ArtifactWriteError`, naming the file)."""
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(rows, indent=1))
