@@ -53,71 +53,190 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-# every dataset is prepared as N×1×16×16 images (USPS's native size; FashionMNIST resized, Sec. 3)
+# every dataset is prepared as N×1×16×16 images (USPS's native size; FashionMNIST resized, Sec. 3);
+# the architectures take the side as a setting (the MLP's input size follows it), this is its default
 IMAGE_SIDE = 16
 N_CLASSES = 10
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer of an architecture, torch-free: ``linear`` (n_in→n_out), ``conv`` (3×3,
-    padding 1, n_in→n_out channels), ``act`` (the run's activation), ``pool`` (max 2×2),
+    """One layer of an architecture, torch-free: ``linear`` (n_in→n_out), ``conv``
+    (``kernel``×``kernel``, padding ``kernel // 2``, ``stride``, n_in→n_out channels, a bias
+    unless ``bias`` is false), ``bn`` (BatchNorm over n_out channels: a scale and a shift per
+    channel; its running statistics are buffers, not parameters), ``resblock`` (a residual
+    block, :attr:`branch` plus :attr:`shortcut`, then the activation), ``act`` (the run's
+    activation), ``pool`` (max 2×2), ``avgpool`` (global average pooling to n_out features),
     ``flatten``. The model is built from these (``chaosgd.engine.models.build_model``) and the
     planner counts parameters from them, so the two cannot disagree."""
 
     kind: str
     n_in: int = 0
     n_out: int = 0
+    stride: int = 1
+    kernel: int = 3
+    bias: bool = True
+
+    @property
+    def branch(self) -> tuple[Layer, ...]:
+        """A ``resblock``'s residual branch: conv3×3 (with the block's stride), BN, activation,
+        conv3×3, BN; the convolutions have no bias, which the BN after them would cancel."""
+        if self.kind != "resblock":
+            return ()
+        return (
+            Layer("conv", self.n_in, self.n_out, stride=self.stride, bias=False),
+            Layer("bn", self.n_out, self.n_out),
+            Layer("act"),
+            Layer("conv", self.n_out, self.n_out, bias=False),
+            Layer("bn", self.n_out, self.n_out),
+        )
+
+    @property
+    def shortcut(self) -> tuple[Layer, ...]:
+        """A ``resblock``'s skip connection: the identity, or where the block changes the width
+        or the resolution a 1×1 convolution (with the stride) and BN, the projection shortcut
+        (He et al. 2016's option B)."""
+        if self.kind != "resblock" or (self.stride == 1 and self.n_in == self.n_out):
+            return ()
+        return (
+            Layer("conv", self.n_in, self.n_out, stride=self.stride, kernel=1, bias=False),
+            Layer("bn", self.n_out, self.n_out),
+        )
 
     @property
     def n_params(self) -> int:
-        """Weights and biases of the layer."""
+        """Weights and biases of the layer (BatchNorm's scale and shift count; its running
+        statistics do not)."""
         if self.kind == "linear":
             return self.n_in * self.n_out + self.n_out
         if self.kind == "conv":
-            return self.n_in * self.n_out * 9 + self.n_out
-        return 0
+            return self.n_in * self.n_out * self.kernel**2 + (self.n_out if self.bias else 0)
+        if self.kind == "bn":
+            return 2 * self.n_out
+        return sum(layer.n_params for layer in self.branch + self.shortcut)
 
 
-def _mlp(hidden: int, n_classes: int) -> tuple[Layer, ...]:
+def _mlp(hidden: int, n_classes: int, side: int, depth: int | None) -> tuple[Layer, ...]:
+    # the input size follows the image side: 256-h-10 on 16×16 images (Sec. 3), 784-h-10 on
+    # FashionMNIST's native 28×28, the network the paper's text names
+    del depth
     return (
         Layer("flatten"),
-        Layer("linear", IMAGE_SIDE * IMAGE_SIDE, hidden),
+        Layer("linear", side * side, hidden),
         Layer("act"),
         Layer("linear", hidden, n_classes),
     )
 
 
-def _cnn(hidden: int, n_classes: int) -> tuple[Layer, ...]:
+def _cnn(hidden: int, n_classes: int, side: int, depth: int | None) -> tuple[Layer, ...]:
     # App. B.1's CNN; four 2×2 poolings take 16×16 to 1×1, so 8 features reach the classifier
-    del hidden  # fixed widths: the setting does not size it
+    del hidden, depth  # fixed widths and depth: the settings do not size it
+    pooled = side
+    for _ in range(4):
+        pooled //= 2
+    if pooled < 1:
+        raise ValueError(f"the CNN's four 2×2 poolings need images of at least 16×16, got {side}")
     layers = [Layer("conv", 1, 4), Layer("act")]
     for n_in, n_out in ((4, 4), (4, 8), (8, 8)):
         layers += [Layer("pool"), Layer("conv", n_in, n_out), Layer("act")]
-    return (*layers, Layer("pool"), Layer("flatten"), Layer("linear", 8, n_classes))
+    features = 8 * pooled * pooled
+    return (*layers, Layer("pool"), Layer("flatten"), Layer("linear", features, n_classes))
+
+
+def _resnet(width: int, n_classes: int, side: int, depth: int | None) -> tuple[Layer, ...]:
+    # He et al. 2016's CIFAR ResNet-(6n+2) on one input channel: a stem, three stages of n
+    # basic blocks at widths w, 2w, 4w (the first block of stages 2 and 3 halves the resolution),
+    # global average pooling, linear. Any side: the pooling is global.
+    del side
+    if depth is None or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"a ResNet's depth must be 6n + 2 with n ≥ 1 (8, 14, 20, …), got {depth}")
+    blocks = (depth - 2) // 6
+    layers = [Layer("conv", 1, width, bias=False), Layer("bn", width, width), Layer("act")]
+    channels = width
+    for stage in range(3):
+        out = width * 2**stage
+        for i in range(blocks):
+            stride = 2 if stage and i == 0 else 1
+            layers.append(Layer("resblock", channels, out, stride=stride))
+            channels = out
+    return (*layers, Layer("avgpool", channels, channels), Layer("linear", channels, n_classes))
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A model of the paper, as its layers (built by ``chaosgd.engine.models.build_model``)."""
+    """A model, as its layers (built by ``chaosgd.engine.models.build_model``).
+
+    ``make_layers(hidden, n_classes, side, depth)`` gives the layers for images of ``side``×``side``
+    pixels; ``depth`` is the architecture's default depth where the ``depth`` setting sizes it
+    (the ResNet) and ``None`` where it does not (the paper's networks ignore the setting, as the
+    CNN ignores ``hidden``).
+    """
 
     name: str
     title: str
     description: str
     uses_hidden: bool  # whether the ``hidden`` setting sizes it
-    layers: Callable[[int, int], tuple[Layer, ...]]  # (hidden, n_classes) -> its layers
+    make_layers: Callable[[int, int, int, int | None], tuple[Layer, ...]]
+    depth: int | None = None  # the default depth, where the ``depth`` setting sizes it
+    # whether its whole minibatch-Hessian spectrum is affordable at every step (the exact
+    # curvature paths of chaosgd.engine.curvature: CGD's prune sets, the spectrum, the dense
+    # tangent map); the paper's networks are, a network of 10^5 parameters and more is not
+    exact_curvature: bool = True
 
-    def n_params(self, hidden: int = 20, n_classes: int = N_CLASSES) -> int:
-        """The parameter count N of the model of ``hidden`` units, from its layers."""
-        return sum(layer.n_params for layer in self.layers(int(hidden), int(n_classes)))
+    @property
+    def uses_depth(self) -> bool:
+        """Whether the ``depth`` setting sizes it."""
+        return self.depth is not None
+
+    def layers(
+        self,
+        hidden: int = 20,
+        n_classes: int = N_CLASSES,
+        side: int = IMAGE_SIDE,
+        depth: int | None = None,
+    ) -> tuple[Layer, ...]:
+        """The layers of the model of ``hidden`` units (or base width) and ``depth`` (default
+        :attr:`depth`) for ``side``×``side`` images; a ``ValueError`` for sizes it cannot take."""
+        if int(side) < 1:
+            raise ValueError(f"the image side must be a positive integer, got {side!r}")
+        chosen = None if not self.uses_depth else int(self.depth if depth is None else depth)
+        return self.make_layers(int(hidden), int(n_classes), int(side), chosen)
+
+    def n_params(
+        self,
+        hidden: int = 20,
+        n_classes: int = N_CLASSES,
+        side: int = IMAGE_SIDE,
+        depth: int | None = None,
+    ) -> int:
+        """The parameter count N of the model (as :meth:`layers`), from its layers."""
+        return sum(layer.n_params for layer in self.layers(hidden, n_classes, side, depth))
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
-        Architecture("mlp", "MLP", "MLP 256-h-10 (the paper's main model, Sec. 3)", True, _mlp),
+        Architecture(
+            "mlp",
+            "MLP",
+            "MLP side²-h-10: 256-h-10 on 16×16 images (the paper's main model, Sec. 3), "
+            "784-h-10 on 28×28",
+            True,
+            _mlp,
+        ),
         Architecture(
             "cnn", "CNN", "the paper's small CNN (App. B.1), 1158 parameters", False, _cnn
+        ),
+        Architecture(
+            "resnet",
+            "ResNet",
+            "ResNet-(6n+2) of base width h (He et al. 2016's CIFAR family, one input channel; "
+            "ResNet-20 of width 16 has 272,186 parameters): BatchNorm and skip connections, "
+            "which the paper did not study (Discussion)",
+            True,
+            _resnet,
+            depth=20,
+            exact_curvature=False,
         ),
     )
 }
