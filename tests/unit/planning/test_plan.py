@@ -390,3 +390,30 @@ def test_an_experiment_name_too_long_for_its_figures_is_refused(seeds):
     assert len(longest) <= 255
     with pytest.raises(ValueError, match="at most"):
         plan_all(short(name="e" * (limit + 1), seeds=seeds))
+
+
+def test_spectral_runs_of_a_network_without_exact_curvature_are_refused():
+    """The ResNet's N×N Hessian is not affordable: CGD, the spectrum and a tangent map of it
+    are refused while planning, naming the key; plain SGD of it plans."""
+    resnet = {"name": "r", "dataset": "usps", "model": "resnet", "hidden": 4, "seeds": [0]}
+
+    def config(*experiments):
+        return validate_config({"experiments": list(experiments), "lyapunov": {"runs": []}})
+
+    runs, _, _ = plan.plan_runs(config({**resnet, "variants": ["sgd"], "spectrum": False}))
+    assert [s.model for s in runs.values()] == ["resnet"]
+    cases = [
+        (
+            config({**resnet, "variants": ["sgd", "cgd-negative-top5"], "spectrum": False}),
+            "experiments[r].variants",
+        ),
+        (config({**resnet, "variants": ["sgd"]}), "experiments[r].spectrum"),  # the default
+        (short(model="resnet", hidden=4, spectrum=False), "lyapunov.runs[0]"),
+    ]
+    for cfg, where in cases:
+        with pytest.raises(ValueError) as err:
+            plan.plan_runs(cfg)
+        text = str(err.value)
+        assert text.startswith(f"{where}: run ") and "17462 parameters" in text, text
+    # the paper's networks have exact curvature: the same settings plan
+    plan.plan_runs(short(model="cnn"))

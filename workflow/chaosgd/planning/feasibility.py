@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.schedule import anchor_steps, readout_steps, record_steps, train_steps
-from chaosgd.planning.vocab import DATASETS, FIGURE_KINDS
+from chaosgd.planning.vocab import ARCHITECTURES, DATASETS, FIGURE_KINDS
 
 # Run ids and figure names become file names, which most file systems cap at 255 bytes. What
 # each becomes, as the rules name their outputs and logs (workflow/rules/*.smk): a run's results
@@ -60,6 +60,22 @@ def check_run_id_length(name: str, exp: dict, rid: str) -> None:
     raise ValueError(
         f"{where}: run id {rid} makes a file name of {len(longest.encode())} bytes ({longest}), "
         f"more than the {NAME_MAX} a file name may have; {fix}"
+    )
+
+
+def check_curvature(settings: RunSettings, where: str, why: str) -> None:
+    """Refuse a run that needs the whole Hessian spectrum at every step (``why``: CGD, the
+    spectrum setting, a tangent map; chosen by ``where``) of an architecture where the exact
+    curvature paths are not affordable (:attr:`chaosgd.planning.vocab.Architecture.exact_curvature`):
+    its first step would form an N×N Hessian."""
+    arch = ARCHITECTURES[settings.model]
+    if arch.exact_curvature:
+        return
+    n = arch.n_params(settings.hidden)
+    raise ValueError(
+        f"{where}: run {settings.run_id} ({why}) needs the whole Hessian spectrum at every step, "
+        f"which the {arch.title} ({n} parameters) cannot afford (a dense {n}x{n} Hessian); "
+        f"train the {arch.title} with plain SGD and spectrum: false, or use the mlp or cnn"
     )
 
 

@@ -13,6 +13,7 @@ import shlex
 
 from chaosgd.planning.feasibility import (
     check_anchors,
+    check_curvature,
     check_figure_name_lengths,
     check_fit_points,
     check_run_id_length,
@@ -198,6 +199,10 @@ def expand_runs(config: dict) -> tuple[dict[str, RunSettings], dict[str, list[st
                             seed=seed,
                         )
                         check_run_id_length(name, exp, rid)
+                        if settings.needs_spectrum:
+                            why = "CGD" if is_cgd else "spectrum: true"
+                            key = "variants" if is_cgd else "spectrum"
+                            check_curvature(settings, f"experiments[{name}].{key}", why)
                         if is_cgd and onset >= train_steps(settings):
                             raise ValueError(
                                 f"experiments[{name}].onsets: onset {onset} is at or past the end "
@@ -279,6 +284,7 @@ def lyapunov_runs(
             )
     for exp, chosen in selected.items():
         for rid in chosen:
+            check_curvature(runs[rid], chosen_by[rid], "its tangent map")
             check_anchors(config["lyapunov"], runs[rid], exp, chosen_by[rid])
     forced = {
         rid: dataclasses.replace(s, spectrum=True) if rid in every else s for rid, s in runs.items()
