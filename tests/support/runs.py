@@ -106,7 +106,8 @@ F64 = torch.float64
 
 def init_theta(s: RunSettings) -> torch.Tensor:
     torch.manual_seed(s.seed)
-    return flat_params(build_model(s.model, s.activation, s.hidden)).to(F64)
+    model = build_model(s.model, s.activation, s.hidden, image_side=s.image_side, depth=s.depth)
+    return flat_params(model).to(F64)
 
 
 def synthetic_spectrum(

@@ -12,10 +12,13 @@ import torch
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.schedule import spectrum_steps
 from chaosgd.planning.tables import SPECTRA
+from chaosgd.planning.vocab import ARCHITECTURES
 from chaosgd.runs import trainer
 from chaosgd.runs.artifacts import load_tensors
 
 from support.runs import TRAIN_BASE, Crash, CrashAt, run_cli
+
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def settings(**changes) -> RunSettings:
@@ -87,6 +90,30 @@ def test_sgd_without_spectrum_has_no_curvature_columns(tmp_path, fmnist_pt):
     spectra = pd.read_parquet(out["spectra"])
     assert spectra.empty and list(spectra.columns) == list(SPECTRA.columns)
     assert str(spectra["step"].dtype) == "int64" and str(spectra["eigenvalue"].dtype) == "float64"
+
+
+def test_a_tiny_resnet_trains_through_the_stage_and_records_its_size(tmp_path, fmnist_pt):
+    """The train stage's command line carries the depth and image side to the model, and
+    run.json records them: ResNet-8 of width 2, plain SGD, 16 images, 2 steps."""
+    s = settings(
+        model="resnet", hidden=2, depth=8, train_size=16, test_size=16, epochs=1,
+        evals_per_epoch=1, spectrum=False,
+    )  # fmt: skip
+    assert "--depth" in s.to_args() and "--image-side" in s.to_args()
+    rc, out = run_cli(s, fmnist_pt, tmp_path / "run")
+    assert rc == 0
+    steps = pd.read_parquet(out["steps"])
+    assert steps["step"].tolist() == [0, 1] and np.isfinite(steps["loss"]).all()
+    info = json.loads(out["info"].read_text())
+    assert info["settings"] == s.as_dict()
+    assert (info["settings"]["depth"], info["settings"]["image_side"]) == (8, 16)
+    final = load_tensors(out["final"])
+    # ResNet-8: three residual blocks (of which two have projection shortcuts), BatchNorm's
+    # running statistics kept beside the parameters
+    blocks = {k.split(".")[0] for k in final if ".branch." in k}
+    assert len(blocks) == 3 and sum(".shortcut.0." in k for k in final) == 2
+    params = {k: v for k, v in final.items() if not k.endswith(BN_STATS)}
+    assert sum(v.numel() for v in params.values()) == ARCHITECTURES["resnet"].n_params(2, depth=8)
 
 
 def test_spectra_hold_the_nonzero_eigenvalues_at_the_evaluation_steps(tmp_path, fmnist_pt):

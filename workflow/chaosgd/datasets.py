@@ -1,8 +1,9 @@
-"""Datasets stage: obtain USPS or FashionMNIST, bring them to 16×16, normalize, write a manifest.
+"""Datasets stage: obtain USPS or FashionMNIST, bring them to their side, normalize, write a manifest.
 
-``python -m chaosgd.datasets <name>`` writes ``<name>.pt`` (the normalized 16×16 splits) and
-``<name>.json`` (where every source file came from, its checksum, the counts, normalization and
-resize method); the preparation itself is :mod:`chaosgd.runs.dataset_prep`.
+``python -m chaosgd.datasets <name>`` writes ``<name>.pt`` (the normalized splits, 16×16 or the
+configured ``--image-side``) and ``<name>.json`` (where every source file came from, its
+checksum, the counts, image shape, normalization and resize method); the preparation itself is
+:mod:`chaosgd.runs.dataset_prep`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from chaosgd.planning.vocab import RESIZE_MODES
+from chaosgd.planning.vocab import IMAGE_SIDE, RESIZE_MODES
 from chaosgd.runs.artifacts import explain, save_tensors, write_json
-from chaosgd.runs.dataset_prep import SPECS, DatasetError, check_prepared, obtain, prepare
+from chaosgd.runs.dataset_prep import (
+    SPECS,
+    DatasetError,
+    check_prepared,
+    check_side,
+    obtain,
+    prepare,
+)
 
 
 def _parse_md5(items: list[str]) -> dict[str, str]:
@@ -29,12 +37,13 @@ def _parse_md5(items: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Prepare one dataset from the command line; returns the exit status.
 
-    Obtains and verifies the source files, checks what they hold, resizes to 16×16, normalizes,
-    checks the result and writes the tensors and the manifest; nothing when a check fails.
+    Obtains and verifies the source files, checks what they hold, resizes to the image side
+    (16×16 unless asked otherwise), normalizes, checks the result and writes the tensors and
+    the manifest; nothing when a check fails.
     """
     parser = argparse.ArgumentParser(
         prog="python -m chaosgd.datasets",
-        description="Obtain, verify, resize (16x16) and normalize a dataset.",
+        description="Obtain, verify, resize (16x16 or --image-side) and normalize a dataset.",
     )
     parser.add_argument("name", choices=sorted(SPECS), help="dataset to prepare")
     parser.add_argument("--out", required=True, help="output .pt file")
@@ -52,12 +61,23 @@ def main(argv: list[str] | None = None) -> int:
         "--resize",
         choices=RESIZE_MODES,
         required=True,
-        help="how images larger than 16x16 are resized: bilinear without antialiasing as the "
-        "reference code (reference), or with it (antialias); config datasets.<name>.resize",
+        help="how images larger than the image side are resized: bilinear without antialiasing "
+        "as the reference code (reference), or with it (antialias); config "
+        "datasets.<name>.resize",
+    )
+    parser.add_argument(
+        "--image-side",
+        type=int,
+        default=IMAGE_SIDE,
+        help=f"side of the prepared images (default {IMAGE_SIDE}, the paper's; a dataset's "
+        "native size keeps its images as they are); config datasets.<name>.image_side",
     )
     args = parser.parse_args(argv)
     spec = SPECS[args.name]
     try:
+        # before the files are looked for: a side the dataset is not prepared at is the
+        # config's mistake, whatever the files hold
+        check_side(spec, args.image_side)
         sources = obtain(
             spec,
             local_dir=args.local_dir,
@@ -66,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             allow_download=not args.no_download,
             md5_overrides=_parse_md5(args.md5),
         )
-        tensors, manifest = prepare(spec, sources, args.resize)
-        problems = check_prepared(tensors, manifest)
+        tensors, manifest = prepare(spec, sources, args.resize, args.image_side)
+        problems = check_prepared(tensors, manifest, args.image_side)
         if problems:
             # the sources passed their checks, so this is the stage's own fault: no file of it
             raise DatasetError(
@@ -91,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{spec.name}: {split['train']['samples']} train / {split['test']['samples']} test "
         f"images, mean {manifest['normalization']['mean']:.4f}, "
-        f"std {manifest['normalization']['std']:.4f} -> {args.out}"
+        f"std {manifest['normalization']['std']:.4f}, {args.image_side}x{args.image_side} "
+        f"-> {args.out}"
     )
     return 0
 

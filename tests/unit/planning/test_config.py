@@ -311,3 +311,68 @@ def test_a_leading_tilde_in_a_path_is_the_home_folder(monkeypatch, tmp_path):
     assert validate_config(config)["download_cache"] == f"{tmp_path}/cache"
     # a ~ elsewhere in a path is a plain character
     assert validate_config({"download_cache": "a/~b"})["download_cache"] == "a/~b"
+
+
+# -- the image side of a dataset, the depth of a model ----------------------------------------
+
+
+def test_image_sides_and_depths_default_to_the_papers():
+    cfg = validate_config({})
+    assert {name: src["image_side"] for name, src in cfg["datasets"].items()} == {
+        "usps": 16,
+        "fmnist": 16,
+    }
+    assert all(exp["depth"] is None for exp in cfg["experiments"])
+    fmnist28 = validate_config({"datasets": {"fmnist": {"image_side": 28}}})["datasets"]
+    assert fmnist28 == {"fmnist": {**cfg["datasets"]["fmnist"], "image_side": 28}}
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (
+            {"datasets": {"usps": {"image_side": 28}}},
+            "datasets.usps.image_side: 28 is not a side USPS is prepared at; use 16",
+        ),
+        (
+            {"datasets": {"fmnist": {"image_side": 32}}},
+            "datasets.fmnist.image_side: 32 is not a side FashionMNIST is prepared at; use 16 or 28",
+        ),
+        (
+            {"datasets": {"fmnist": {"image_side": 28.0}}},
+            "datasets.fmnist.image_side: 28.0 is not of type 'integer' (write 28, not 28.0)",
+        ),
+        (
+            {"experiments": [{"name": "a", "depth": 8}]},
+            "experiments[a].depth: 8, but the MLP's depth is fixed; leave it out (null)",
+        ),
+        (
+            {"experiments": [{"name": "c", "model": "cnn", "depth": 20}]},
+            "experiments[c].depth: 20, but the CNN's depth is fixed; leave it out (null)",
+        ),
+        (
+            {"experiments": [{"name": "r", "model": "resnet", "depth": 9}]},
+            "experiments[r].depth: a ResNet's depth must be 6n + 2 with n ≥ 1 (8, 14, 20, …), "
+            "got 9",
+        ),
+        (
+            {"experiments": [{"name": "r", "model": "resnet", "depth": 2}]},
+            "experiments[0].depth: 2 is less than the minimum of 8",
+        ),
+    ],
+)
+def test_sides_and_depths_a_model_cannot_take_are_refused_naming_the_key(config, expected):
+    assert only_line(config) == expected
+
+
+def test_sides_and_depths_that_fit_pass():
+    cfg = validate_config(
+        {
+            "datasets": {"fmnist": {"image_side": 28}, "usps": {"image_side": 16}},
+            "experiments": [
+                {"name": "r", "model": "resnet", "depth": 14},
+                {"name": "d", "model": "resnet", "depth": None},
+            ],
+        }
+    )
+    assert [exp["depth"] for exp in cfg["experiments"]] == [14, None]

@@ -259,3 +259,44 @@ def test_command_line_config_values_are_typed_as_in_a_file():
 
 
 # -- the workflow's jobs carry the planner's numbers ---------------------------------------------
+
+
+def _one_run(exp: dict, **datasets) -> tuple[job_costs.JobResources, str]:
+    """The planner of a config of one run, ``datasets`` giving image sides."""
+    cfg = {
+        "experiments": [{"name": "a", "variants": ["sgd"], "seeds": [0], **exp}],
+        "lyapunov": {"runs": []},
+    }
+    if datasets:
+        cfg["datasets"] = {name: {"image_side": side} for name, side in datasets.items()}
+    p = planner(cfg)
+    (rid,) = p.runs
+    return p, rid
+
+
+def test_a_runs_size_is_its_width_depth_and_image_side():
+    from chaosgd.engine.models import build_model, num_params
+
+    resnet = {"dataset": "fmnist", "model": "resnet", "hidden": 4, "spectrum": False}
+    for depth, side in ((8, 16), (14, 28), (None, 16)):
+        p, rid = _one_run({**resnet, "depth": depth}, fmnist=side)
+        s = p.runs[rid]
+        built = build_model("resnet", "relu", 4, image_side=side, depth=depth)
+        assert job_costs.run_n_params(s) == num_params(built)
+        assert p.request("train", rid).seconds > 0  # the ResNet has no Hessian rank to ask for
+    p, rid = _one_run({"dataset": "fmnist"}, fmnist=28)
+    assert job_costs.run_n_params(p.runs[rid]) == 15910  # the paper's text's 784-20-10
+    # a ResNet wider than the reference takes longer per step, and a deeper one longer still
+    wide = {**resnet, "hidden": 64}
+    steps = [_one_run({**wide, "depth": d}) for d in (8, 20)]
+    shallow, deep = (p.request("train", rid).seconds for p, rid in steps)
+    assert N_REF["resnet"] < job_costs.run_n_params(steps[0][0].runs[steps[0][1]])
+    assert deep > 2 * shallow
+
+
+def test_the_data_of_28x28_images_take_their_memory():
+    exp = {"dataset": "fmnist", "spectrum": False, "dtype": "float64"}
+    (p16, r16), (p28, r28) = _one_run(exp, fmnist=16), _one_run(exp, fmnist=28)
+    extra = p28.request("train", r28).memory_mb - p16.request("train", r16).memory_mb
+    # the whole dataset as loaded (float32) and as trained on (float64), 784 pixels for 256
+    assert extra == pytest.approx(70000 * (784 - 256) * (4 + 8) / MB)

@@ -417,3 +417,58 @@ def test_spectral_runs_of_a_network_without_exact_curvature_are_refused():
         assert text.startswith(f"{where}: run ") and "17462 parameters" in text, text
     # the paper's networks have exact curvature: the same settings plan
     plan.plan_runs(short(model="cnn"))
+
+
+# the sorted run ids of the paper config (81: 77 training runs and 4 Lyapunov runs) before the
+# image side and depth were settings; their names must not change, or every result of a paper
+# run made before would be stale
+PAPER_RUN_IDS = "018e7633630ba094f403d42a582d1a04698013ce3c49dbbe4dc8926025c9600c"
+
+
+def test_the_paper_configs_run_ids_are_unchanged(repo):
+    import hashlib
+
+    import yaml
+
+    for cfg in ({}, yaml.safe_load((repo / "config/config.yaml").read_text())):
+        runs, _, _ = plan.plan_runs(validate_config(cfg))
+        assert len(runs) == 81
+        digest = hashlib.sha256("\n".join(sorted(runs)).encode()).hexdigest()
+        assert digest == PAPER_RUN_IDS
+        assert {(s.image_side, s.depth) for s in runs.values()} == {(16, None)}
+
+
+def test_the_datasets_stage_gets_the_image_side():
+    cfg = validate_config({})
+    assert plan.datasets_args(cfg, "fmnist") == "--resize reference --image-side 16"
+    cfg = validate_config({"datasets": {"fmnist": {"image_side": 28}, "usps": {}}})
+    assert plan.datasets_args(cfg, "fmnist").endswith("--image-side 28")
+    assert plan.datasets_args(cfg, "usps").endswith("--image-side 16")
+
+
+def test_captions_name_the_models_size():
+    cfg = validate_config(
+        {
+            "datasets": {"fmnist": {"image_side": 28}},
+            "experiments": [
+                {"name": "m", "dataset": "fmnist", "variants": ["sgd"], "seeds": [0]},
+                {
+                    "name": "r",
+                    "dataset": "fmnist",
+                    "model": "resnet",
+                    "depth": 8,
+                    "hidden": 4,
+                    "variants": ["sgd"],
+                    "seeds": [0],
+                    "spectrum": False,
+                },
+            ],
+            "lyapunov": {"runs": []},
+        }
+    )
+    runs, groups = plan.expand_runs(cfg)
+    mlp = plan.describe_runs([runs[r] for r in groups["m"]])
+    resnet = plan.describe_runs([runs[r] for r in groups["r"]])
+    assert mlp.startswith("fmnist (28×28), MLP 784-20-10 (relu)")
+    assert resnet.startswith("fmnist (28×28), ResNet-8 of width 4 (relu)")
+    assert groups["r"] == ["fmnist_resnet8-relu4_sgd_m0_s0"]

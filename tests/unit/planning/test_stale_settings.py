@@ -187,3 +187,20 @@ def test_snakemake_s_own_records_are_found(tmp_path):
     metadata = tmp_path / ".snakemake" / "metadata"
     assert made_by_snakemake("results/train/r/run.json", metadata)
     assert not made_by_snakemake("results/train/other/run.json", metadata)
+
+
+def test_a_run_json_from_before_a_setting_existed_records_its_value_then(tmp_path):
+    """image_side and depth came later: a run.json without them was made at 16x16 with the
+    paper's fixed depths, so under a config asking that it is not made otherwise."""
+    cfg = config()
+    write_runs(tmp_path, cfg)
+    path = tmp_path / "train" / CGD / "run.json"
+    info = json.loads(path.read_text())
+    for key in ("image_side", "depth"):
+        del info["settings"][key]
+    path.write_text(json.dumps(info))
+    assert differing_by_config(cfg, tmp_path) == []
+    # a setting without such a past still counts when missing (it was never left out)
+    del info["settings"]["epochs"]
+    path.write_text(json.dumps(info))
+    assert [d.setting for d in differing_by_config(cfg, tmp_path)] == ["epochs"]

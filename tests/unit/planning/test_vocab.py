@@ -95,6 +95,13 @@ def test_a_new_figure_kind_takes_one_registry_entry(monkeypatch):
 def test_every_consumer_knows_every_entry():
     assert set(dataset_prep.SPECS) == set(vocab.DATASETS)
     assert all(dataset_prep.SPECS[d].title == vocab.DATASETS[d].title for d in vocab.DATASETS)
+    for d in vocab.DATASETS.values():
+        # every dataset at 16×16, and no side its files cannot give without upsampling
+        native = dataset_prep.SPECS[d.name].native_size
+        assert vocab.IMAGE_SIDE in d.sides and max(d.sides) <= native, d.name
+        for side in d.sides:
+            for arch in vocab.ARCHITECTURES.values():
+                assert arch.n_params(side=side) > 0, (d.name, side, arch.name)
     assert set(figures.PLOTS) == set(vocab.FIGURE_KINDS)
     assert {k.scope for k in vocab.FIGURE_KINDS.values()} <= set(vocab.FIGURE_SCOPES)
     for arch in vocab.ARCHITECTURES:

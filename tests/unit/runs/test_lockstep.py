@@ -96,6 +96,13 @@ CASES = [
     pytest.param(
         dict(model="cnn", momentum=0.5, epochs=1), "func", [0.05, 0.5], id="cnn-momentum-vmap"
     ),
+    # BatchNorm: each member normalized by its own batch statistics, as the module in train mode
+    pytest.param(
+        dict(model="resnet", hidden=2, momentum=0.5, epochs=1),
+        "func",
+        [0.05, 0.5],
+        id="resnet-batchnorm-momentum-vmap",
+    ),
 ]
 
 

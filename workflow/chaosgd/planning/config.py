@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from chaosgd.planning.vocab import DATASETS, fill_schema
+from chaosgd.planning.vocab import ARCHITECTURES, DATASETS, fill_schema
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
@@ -177,7 +177,7 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     if not config["experiments"]:
         # no runs, no figures, no claims: Snakemake would plan nothing and say nothing
         return ["experiments: empty; nothing to run (list an experiment, or leave the key out)"]
-    lines = []
+    lines = _size_problems(config)
     training = config["training"]
     # the caption, the run id and the cost estimate would name a subset the dataset cannot give
     inherit: dict[str, list[str]] = {}  # dataset -> experiments too small for training.train_size
@@ -208,6 +208,36 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             f"training.test_size: {training['test_size']} is more than the {n} test images of "
             f"{smallest}; use at most {n}, or 0 for all of them"
         )
+    return lines
+
+
+def _size_problems(config: dict[str, Any]) -> list[str]:
+    """The image sides and depths the datasets and models cannot take: a side the dataset is
+    not prepared at (:attr:`chaosgd.planning.vocab.Dataset.sides`), a depth for a model that
+    takes none, a depth the model cannot be built with (the ResNet's 6n + 2)."""
+    lines = []
+    for name, source in config["datasets"].items():
+        sides = DATASETS[name].sides
+        if source["image_side"] not in sides:
+            lines.append(
+                f"datasets.{name}.image_side: {source['image_side']} is not a side "
+                f"{DATASETS[name].title} is prepared at; use "
+                + " or ".join(str(side) for side in sides)
+            )
+    for exp in config["experiments"]:
+        depth, arch = exp["depth"], ARCHITECTURES[exp["model"]]
+        where = f"experiments[{exp['name']}].depth"
+        if depth is None:
+            continue
+        if not arch.uses_depth:
+            lines.append(
+                f"{where}: {depth}, but the {arch.title}'s depth is fixed; leave it out (null)"
+            )
+            continue
+        try:
+            arch.layers(exp["hidden"], depth=depth)
+        except ValueError as exc:
+            lines.append(f"{where}: {exc}")
     return lines
 
 

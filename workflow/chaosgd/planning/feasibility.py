@@ -63,19 +63,52 @@ def check_run_id_length(name: str, exp: dict, rid: str) -> None:
     )
 
 
+# what a Lyapunov run needs the spectrum for (chaosgd.planning.plan.lyapunov_runs passes it)
+TANGENT = "its tangent map"
+
+
 def check_curvature(settings: RunSettings, where: str, why: str) -> None:
-    """Refuse a run that needs the whole Hessian spectrum at every step (``why``: CGD, the
-    spectrum setting, a tangent map; chosen by ``where``) of an architecture where the exact
-    curvature paths are not affordable (:attr:`chaosgd.planning.vocab.Architecture.exact_curvature`):
-    its first step would form an N×N Hessian."""
+    """Refuse a run that needs curvature at every step (``why``: CGD, the spectrum setting,
+    :data:`TANGENT`; chosen by ``where``) that its curvature method cannot give it.
+
+    ``topk`` (:mod:`chaosgd.engine.topk_curvature`) finds the k eigenpairs a ``top_k`` CGD
+    variant prunes, nothing else: not CGD's ``all`` or ``random_k`` sets (the whole set), not
+    the spectrum's counts, not the exact tangent map. The other methods form the whole spectrum,
+    which an architecture without affordable exact curvature
+    (:attr:`chaosgd.planning.vocab.Architecture.exact_curvature`) cannot pay for: its first
+    step would form an N×N Hessian."""
     arch = ARCHITECTURES[settings.model]
+    variant = settings.parsed_variant
+    n = arch.n_params(settings.hidden, side=settings.image_side, depth=settings.depth)
+    rid = settings.run_id
+    if settings.curvature == "topk":
+        if why == TANGENT:
+            raise ValueError(
+                f"{where}: run {rid} has curvature topk, but the Lyapunov stage's tangent map "
+                "takes every step's whole spectrum; choose runs of curvature auto, dense or "
+                "lowrank (the paper's networks) for lyapunov.runs"
+            )
+        if variant.optimizer == "sgd":
+            raise ValueError(
+                f"{where}: run {rid} (plain SGD, spectrum: true) has curvature topk, which finds "
+                "the eigenpairs a top-k CGD variant prunes, not the spectrum's counts (App. B.2): "
+                "set spectrum: false for it"
+            )
+        if variant.selection != "top_k":
+            raise ValueError(
+                f"{where}: variant {variant.name} of run {rid} prunes "
+                f"{'all' if variant.selection == 'all' else 'k random'} eigenpairs of its set, "
+                "which takes the whole set; curvature topk finds the k largest only: use "
+                f"cgd-{variant.prune_set}-top<k>, or another curvature method"
+            )
+        return
     if arch.exact_curvature:
         return
-    n = arch.n_params(settings.hidden)
     raise ValueError(
-        f"{where}: run {settings.run_id} ({why}) needs the whole Hessian spectrum at every step, "
+        f"{where}: run {rid} ({why}) needs the whole Hessian spectrum at every step, "
         f"which the {arch.title} ({n} parameters) cannot afford (a dense {n}x{n} Hessian); "
-        f"train the {arch.title} with plain SGD and spectrum: false, or use the mlp or cnn"
+        f"train the {arch.title} with plain SGD and spectrum: false, or prune the k largest "
+        "eigenpairs of a set (cgd-<set>-top<k>) with curvature: topk, or use the mlp or cnn"
     )
 
 

@@ -43,15 +43,20 @@ REFERENCE_MACHINE = (
 )
 
 BATCH_REF = 8  # the batch size the per-step costs were measured at (the paper's)
-PIXELS = IMAGE_SIDE * IMAGE_SIDE
 
 
-def n_params(model: str, hidden: int) -> int:
-    """Parameter count N of an architecture with ``hidden`` units, from its layers (the same
-    that build the model), without torch."""
+def n_params(model: str, hidden: int, side: int = IMAGE_SIDE, depth: int | None = None) -> int:
+    """Parameter count N of an architecture with ``hidden`` units (or base width) and ``depth``
+    (``None``: its default) on ``side``×``side`` images, from its layers (the same that build
+    the model), without torch."""
     if model not in ARCHITECTURES:
         raise ValueError(f"no parameter count for architecture {model!r}")
-    return ARCHITECTURES[model].n_params(hidden)
+    return ARCHITECTURES[model].n_params(hidden, side=side, depth=depth)
+
+
+def run_n_params(s: RunSettings) -> int:
+    """Parameter count N of a run's model: its width, depth and its dataset's image side."""
+    return n_params(s.model, s.hidden, s.image_side, s.depth)
 
 
 # The reference size of each architecture, and the fraction of N its minibatch Hessian's rank is
@@ -182,17 +187,19 @@ def growth(name: str, model: str, n: int, batch: int = BATCH_REF) -> float:
     """
     kind = name.split(".")[0]
     size = n * batch / (N_REF[model] * BATCH_REF)
-    rank, ref_rank = hessian_rank(model, n, batch), hessian_rank(model, N_REF[model], BATCH_REF)
     if kind == "step":
         # per-step overheads (Python, the records) do not shrink with N
         return max(1.0, size)
-    if kind == "lowrank":
-        # 2·(rank + 30) Hessian-vector products, each ∝ N·batch
-        return size * (rank + 30) / (ref_rank + 30)
+    if kind in ("lowrank", "tangent"):
+        # the Hessian's rank is known only for the architectures of exact curvature, the only
+        # ones with these costs (the planner refuses the others' spectral runs)
+        rank, ref_rank = hessian_rank(model, n, batch), hessian_rank(model, N_REF[model], BATCH_REF)
+        if kind == "lowrank":
+            # 2·(rank + 30) Hessian-vector products, each ∝ N·batch
+            return size * (rank + 30) / (ref_rank + 30)
+        return (n / N_REF[model]) ** 2 * rank / ref_rank
     if kind == "dense":
         return (n / N_REF[model]) ** 3
-    if kind == "tangent":
-        return (n / N_REF[model]) ** 2 * rank / ref_rank
     if kind in ("reorth", "readout"):
         return (n / SVD_N_REF) ** 3
     if kind == "lambda1":
@@ -279,7 +286,7 @@ class JobResources:
     def _scaled(self, kind: str, s: RunSettings) -> float:
         """The cost ``kind`` of the run's architecture at the run's size."""
         name = kind if kind in self.costs else f"{kind}.{s.model}"
-        return self._c(name) * growth(name, s.model, n_params(s.model, s.hidden), s.batch_size)
+        return self._c(name) * growth(name, s.model, run_n_params(s), s.batch_size)
 
     def _datasets(self, name: str) -> tuple[float, float]:
         ds = DATASETS[name]
@@ -292,11 +299,11 @@ class JobResources:
         ds = DATASETS[s.dataset]
         images = ds.train_size + ds.test_size
         itemsize = 8 if s.dtype == "float64" else 4
-        return images * PIXELS * (4 + itemsize) / 1e6
+        return images * s.image_side**2 * (4 + itemsize) / 1e6
 
     def _train(self, run: str) -> tuple[float, float]:
         s = self.runs[run]
-        n, steps, b = n_params(s.model, s.hidden), train_steps(s), s.batch_size
+        n, steps, b = run_n_params(s), train_steps(s), s.batch_size
         per_step = self._scaled("step", s) + self._c("order_image") * train_images(s)
         mb = self.base_mem_mb + self._data_mb(s) + steps * ROW_BYTES / 1e6
         method = curvature_method(s)
@@ -313,7 +320,7 @@ class JobResources:
     def _lyapunov(self, run: str) -> tuple[float, float]:
         s = self.runs[run]
         seconds, mb = self._train(run)
-        n, steps = n_params(s.model, s.hidden), train_steps(s)
+        n, steps = run_n_params(s), train_steps(s)
         lyap = self.config["lyapunov"]
         # the momentum recursion updates the velocity's factor too
         update = self._scaled("tangent", s) * (2 if s.momentum else 1)
@@ -338,7 +345,7 @@ class JobResources:
 
     def _ensembles(self, run: str) -> tuple[float, float]:
         s, ens = self.runs[run], self.config["ensembles"]
-        n, steps, members = n_params(s.model, s.hidden), train_steps(s), self._members()
+        n, steps, members = run_n_params(s), train_steps(s), self._members()
         per_step = sum(self._scaled(f"member_{d}", s) for d in ens["dtypes"]) * members
         # per member: parameters, gradients, velocities and the initial state, in float64
         mb = self.base_mem_mb + self._data_mb(s) + len(ens["dtypes"]) * members * n * 8 * 4 / 1e6

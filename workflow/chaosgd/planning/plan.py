@@ -21,6 +21,7 @@ from chaosgd.planning.feasibility import (
 )
 from chaosgd.planning.job_costs import JobResources
 from chaosgd.planning.run_settings import (
+    PER_DATASET,
     ROLES,
     RUN_ID_SUFFIX,
     TOP_LEVEL,
@@ -80,12 +81,12 @@ def _dataset_source(config: dict, dataset: str) -> dict:
 
 def datasets_args(config: dict, dataset: str) -> str:
     """Arguments of ``python -m chaosgd.datasets`` for one configured dataset that shape the
-    prepared data: the checksums the files must have, and the resize."""
+    prepared data: the checksums the files must have, the resize and the images' side."""
     src = _dataset_source(config, dataset)
     args = []
     for name, md5 in sorted(src["md5"].items()):
         args += ["--md5", f"{name}={md5}"]
-    args += ["--resize", src["resize"]]
+    args += ["--resize", src["resize"], "--image-side", str(src["image_side"])]
     return shlex.join(args)
 
 
@@ -126,9 +127,15 @@ def run_id(
     It spells every setting that may differ between two runs of one config
     (:data:`chaosgd.planning.run_settings.ROLES`): the experiment's own keys and, given the ``training``
     section, each training setting the experiment overrides with another value (``_lr0.01``).
+    An architecture that takes a depth has it after its name, as the ResNet family names its
+    members (``fmnist_resnet20-relu16_sgd_m0_s0``); the default depth is spelled too, so that
+    a run's name says which network it trained whatever the default becomes.
     """
     arch = exp["model"]
-    if ARCHITECTURES[arch].uses_hidden:
+    spec = ARCHITECTURES[arch]
+    if spec.uses_depth:
+        arch += str(spec.depth if exp.get("depth") is None else exp["depth"])
+    if spec.uses_hidden:
         arch += f"-{exp['activation']}{exp['hidden']}"
     else:
         arch += f"-{exp['activation']}"
@@ -152,6 +159,8 @@ def _settings(config: dict, exp: dict, **run) -> RunSettings:
             values[name] = exp[name]
         elif role in ("override", "recorded"):
             values[name] = exp[name] if exp.get(name) is not None else training[name]
+        elif role == "shared" and name in PER_DATASET:
+            values[name] = _dataset_source(config, exp["dataset"])[name]
         elif role == "shared":
             values[name] = config[name] if name in TOP_LEVEL else training[name]
     types = {f.name: f.type for f in dataclasses.fields(RunSettings)}
@@ -342,12 +351,16 @@ class Figure:
 def describe_runs(runs: list[RunSettings]) -> str:
     """The settings of a set of runs in one sentence (for captions)."""
     first = runs[0]
-    arch = ARCHITECTURES[first.model].title
-    if ARCHITECTURES[first.model].uses_hidden:
-        arch += f" 256-{first.hidden}-10"
+    spec = ARCHITECTURES[first.model]
+    arch = spec.title
+    if spec.uses_depth:
+        arch += f"-{first.depth} of width {first.hidden}"
+    elif spec.uses_hidden:
+        arch += f" {first.image_side**2}-{first.hidden}-10"
     values = lambda field: sorted({getattr(r, field) for r in runs})  # noqa: E731
+    side = f"{first.image_side}×{first.image_side}"
     text = (
-        f"{first.dataset}, {arch} ({first.activation}), lr {first.lr:g}, batch "
+        f"{first.dataset} ({side}), {arch} ({first.activation}), lr {first.lr:g}, batch "
         f"{first.batch_size}, {first.epochs} epochs"
     )
     if first.train_size:

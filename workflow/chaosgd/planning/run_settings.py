@@ -1,9 +1,9 @@
 """What defines one training run, and its command-line form.
 
-A run is dataset × model × activation × optimizer variant × pruning onset × momentum × seed,
-plus the training settings. The planner (``chaosgd.planning.plan``) builds :class:`RunSettings` from the
-config; the stages that train (``chaosgd.train`` and the stages built on it) parse them back
-from the command line. Kept free of torch so that the Snakefile imports it quickly.
+A run is dataset × model (with its width and depth) × activation × optimizer variant × pruning
+onset × momentum × seed, plus the training settings and its dataset's image side. The planner
+(``chaosgd.planning.plan``) builds :class:`RunSettings` from the config; the stages that train
+(``chaosgd.train`` and the stages built on it) parse them back from the command line. Kept free of torch so that the Snakefile imports it quickly.
 
 Optimizer variants are short names:
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chaosgd.planning.vocab import (
@@ -30,6 +30,7 @@ from chaosgd.planning.vocab import (
     DATASETS,
     DEVICES,
     DTYPES,
+    IMAGE_SIDE,
     PRUNE_SETS,
     SELECTIONS,
     VARIANT_RE,
@@ -77,7 +78,9 @@ HELP = {
     "dataset": f"dataset name ({' or '.join(DATASETS)})",
     "model": " or ".join(ARCHITECTURES),
     "activation": " or ".join(ACTIVATIONS),
-    "hidden": "hidden units of the MLP (ignored by the CNN)",
+    "hidden": "hidden units of the MLP, base width of the ResNet (ignored by the CNN)",
+    "depth": "depth of a model that takes one (the ResNet: 6n + 2); none for the MLP and CNN",
+    "image_side": "side of the dataset's prepared images (16, or 28 for FashionMNIST as is)",
     "variant": f"optimizer variant: sgd or cgd-<{'|'.join(PRUNE_SETS)}>[-top<k>|-random<k>][-noise]",
     "onset": "CGD prunes from this step on (plain SGD before it)",
     "momentum": "SGD momentum (PyTorch convention)",
@@ -106,7 +109,8 @@ HELP = {
 #             whenever the experiment's value differs from the training section's
 #   recorded  a training setting an experiment may override that changes what a run records, not
 #             its trajectory: runs that differ only here are one run, recording what any asks
-#   shared    one value for all runs of a config (the training section's, or the top level's)
+#   shared    one value for all runs of a config (the training section's, or the top level's),
+#             or for all runs on one dataset (its datasets.<name> block's: PER_DATASET)
 # A new field of RunSettings without a role here is an error at import time.
 ROLES = {
     "run_id": "name",
@@ -114,6 +118,7 @@ ROLES = {
     "model": "identity",
     "activation": "identity",
     "hidden": "identity",
+    "depth": "identity",
     "variant": "identity",
     "onset": "identity",
     "momentum": "identity",
@@ -131,6 +136,7 @@ ROLES = {
     "noise_scale": "shared",
     "checkpoint_every": "shared",
     "device": "shared",
+    "image_side": "shared",
 }
 # Shared settings that cannot change a result: how often a checkpoint is written, and the device
 # (CPU and CUDA agree to round-off, docs/cluster-and-gpu.md). The rules pass them untracked
@@ -146,6 +152,13 @@ RUN_ID_SUFFIX = {
 }
 # shared settings that live at the config's top level rather than in its training section
 TOP_LEVEL = ("device",)
+# shared settings of the runs on one dataset, from its datasets.<name> block: the images' side
+# shapes the data and the model (the MLP's input), so the planner reads it where the datasets
+# stage does, and run.json records it
+PER_DATASET = ("image_side",)
+# fields added after results were first made, and the value every run had before them: a
+# run.json that lacks one records that value (chaosgd.planning.stale compares it so)
+LEGACY = {"image_side": IMAGE_SIDE, "depth": None}
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,10 @@ class RunSettings:
     """Everything that defines one training run; validated on construction (``ValueError``).
 
     Field meanings are in :data:`HELP`, how each reaches the run id in :data:`ROLES`.
+    ``depth`` of ``None`` is the architecture's default depth where it takes one (and must be
+    ``None`` where it does not); ``image_side`` and ``depth`` have defaults, the paper's 16×16
+    images and fixed depths, so that code building settings for the paper's networks need not
+    name them.
     """
 
     run_id: str
@@ -177,9 +194,18 @@ class RunSettings:
     noise_scale: float
     checkpoint_every: int
     device: str
+    # keyword-only so that they can have defaults; declared after ``device`` so that run.json
+    # and the command line keep the fields before them in their order
+    image_side: int = field(default=IMAGE_SIDE, kw_only=True)
+    depth: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         Variant.parse(self.variant)
+        arch = ARCHITECTURES.get(self.model)
+        if arch is not None and arch.uses_depth and self.depth is None:
+            # one spelling of the default depth, so that a run asked for with depth null and one
+            # asked for with the default's value are one run
+            object.__setattr__(self, "depth", arch.depth)
         checks = {
             "model": self.model in ARCHITECTURES,
             "activation": self.activation in ACTIVATIONS,
@@ -197,12 +223,18 @@ class RunSettings:
             "evals_per_epoch": self.evals_per_epoch >= 1,
             "noise_scale": self.noise_scale >= 0,
             "checkpoint_every": self.checkpoint_every >= 1,
+            "image_side": self.image_side >= 1,
+            "depth": arch is None or arch.uses_depth or self.depth is None,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"run {self.run_id}: invalid " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
             )
+        try:
+            arch.layers(self.hidden, side=self.image_side, depth=self.depth)
+        except ValueError as exc:
+            raise ValueError(f"run {self.run_id}: {exc}") from None
 
     @property
     def parsed_variant(self) -> Variant:
@@ -225,6 +257,8 @@ class RunSettings:
             flag = "--" + f.name.replace("_", "-")
             if f.type == "bool":
                 args.append(flag if value else "--no-" + flag[2:])
+            elif value is None:
+                args += [flag, NONE]
             else:
                 args += [flag, repr(value) if isinstance(value, float) else str(value)]
         return args
@@ -239,18 +273,26 @@ class RunSettings:
         group = parser.add_argument_group("run settings")
         for f in fields(RunSettings):
             flag = "--" + f.name.replace("_", "-")
-            kind = {"int": int, "float": float, "str": str}.get(f.type)
             if f.type == "bool":
                 group.add_argument(
                     flag, action=argparse.BooleanOptionalAction, required=True, help=HELP[f.name]
                 )
             else:
-                group.add_argument(flag, type=kind, required=True, help=HELP[f.name])
+                kind = {"int": int, "float": float, "str": str, "int | None": _optional_int}
+                group.add_argument(flag, type=kind[f.type], required=True, help=HELP[f.name])
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> "RunSettings":
         """The settings from options parsed with :meth:`add_arguments`."""
         return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+
+
+# how an unset optional setting (a depth of None) is spelled on the command line
+NONE = "none"
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text == NONE else int(text)
 
 
 def _check_roles() -> None:

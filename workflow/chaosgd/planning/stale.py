@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from chaosgd.planning import plan
-from chaosgd.planning.run_settings import UNTRACKED, RunSettings
+from chaosgd.planning.run_settings import LEGACY, UNTRACKED, RunSettings
 from chaosgd.planning.schedule import anchor_steps, readout_steps, train_steps
 from chaosgd.planning.tables import DISTANCES, EXPONENTS, FITS, RESULTS, STEPS
 
 LOGS = "logs"
+# a setting a record lacks (and that was not added later, LEGACY) equals no configured value
+_ABSENT = object()
 # results/stale/: where chaosgd.tools.stale moves stale outputs; not a stage folder, so that
 # neither a rule nor an archive export (chaosgd.tools.archive) takes it for one
 STALE = "stale"
@@ -163,7 +165,7 @@ def run_differences(
     found = [
         Difference(folder, key, recorded.get(key), value)
         for key, value in settings.as_dict().items()
-        if key not in UNTRACKED and (key not in recorded or recorded[key] != value)
+        if key not in UNTRACKED and recorded.get(key, LEGACY.get(key, _ABSENT)) != value
     ]
     result = info.get("result")
     block = result.get("lyapunov") if isinstance(result, dict) else None

@@ -89,6 +89,10 @@ STEPS = Table(
         "cos_lambda_max",
         "cos_lambda_min",
         "n_pruned",
+        # curvature "topk" (chaosgd.engine.cgd.topk_diagnostics)
+        "grad_frac_topk",
+        "topk_residual",
+        "topk_hvps",
     ),
 )
 EPOCHS = Table(

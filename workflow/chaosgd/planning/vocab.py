@@ -17,6 +17,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# the image side every dataset can be prepared at, and the default: USPS's native 16×16, to which
+# Sec. 3 resizes FashionMNIST; the architectures take the side as a setting (the MLP's input size
+# follows it)
+IMAGE_SIDE = 16
+N_CLASSES = 10
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -28,6 +34,9 @@ class Dataset:
     test_size: int  # test images
     description: str
     local_dir: str | None = None  # default folder of an offline copy
+    # the image sides it can be prepared at (config datasets.<name>.image_side): 16×16, and its
+    # native size where that is larger (kept as is, without a resize)
+    sides: tuple[int, ...] = (IMAGE_SIDE,)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -45,18 +54,15 @@ DATASETS: dict[str, Dataset] = {
             "FashionMNIST",
             60000,
             10000,
-            "FashionMNIST (60000 train / 10000 test, 28x28 resized to 16x16).",
+            "FashionMNIST (60000 train / 10000 test, 28x28, resized to 16x16 unless "
+            "image_side is 28).",
             # where Debian/Ubuntu's package dataset-fashion-mnist installs the IDX files
             local_dir="/usr/share/datasets/fashion-mnist",
+            # Sec. 3 resizes it to 16×16, while its text names a 784-input MLP, i.e. 28×28
+            sides=(IMAGE_SIDE, 28),
         ),
     )
 }
-
-
-# every dataset is prepared as N×1×16×16 images (USPS's native size; FashionMNIST resized, Sec. 3);
-# the architectures take the side as a setting (the MLP's input size follows it), this is its default
-IMAGE_SIDE = 16
-N_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -244,7 +250,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 ACTIVATIONS = ("relu", "sigmoid")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
-CURVATURE_METHODS = ("auto", "dense", "lowrank")
+# "topk": the k eigenpairs a top-k CGD variant prunes, matrix-free (chaosgd.engine.topk_curvature),
+# for networks whose whole spectrum is not affordable
+CURVATURE_METHODS = ("auto", "dense", "lowrank", "topk")
 # how images larger than 16×16 are brought to it (chaosgd.datasets.to_16x16): bilinear with
 # antialiasing, or without it as the authors' code did (torchvision 0.12's tensor Resize)
 RESIZE_MODES = ("antialias", "reference")

@@ -8,7 +8,7 @@ every trainer reads them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +45,9 @@ REPREPARE = "delete it and rerun to prepare it again"
 SPLITS = ("train_x", "train_y", "test_x", "test_y")
 
 
-def _check_data(blob: dict, path: str | Path) -> None:
+def _check_data(blob: dict, path: str | Path, side: int = IMAGE_SIDE) -> None:
     """Raise :class:`chaosgd.runs.artifacts.UnreadableFile` unless ``blob`` holds what the datasets stage
-    writes: N×1×16×16 finite float images and N int64 labels in 0..9 per split."""
-    side = IMAGE_SIDE
+    writes: N×1×``side``×``side`` finite float images and N int64 labels in 0..9 per split."""
     for split in ("train", "test"):
         x, y = blob[f"{split}_x"], blob[f"{split}_y"]
         if not (torch.is_tensor(x) and torch.is_tensor(y)):
@@ -76,7 +75,9 @@ def load_data(path: str | Path, settings: RunSettings, device: torch.device) -> 
     not a prepared dataset.
     """
     blob = load_tensors(path, keys=SPLITS, remedy=REPREPARE)
-    _check_data(blob, path)
+    # a dataset prepared at another side than the run's config says (its image_side changed
+    # since) would feed the model images of the wrong size
+    _check_data(blob, path, settings.image_side)
     gen = torch.Generator().manual_seed(settings.subset_seed)
     parts = {}
     for split, size in (("train", settings.train_size), ("test", settings.test_size)):
@@ -103,8 +104,28 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 def initial_model(settings: RunSettings, dtype: str, device: torch.device) -> torch.nn.Module:
     """The run's model at initialization: PyTorch's default initialization under its seed."""
     torch.manual_seed(settings.seed)
-    model = build_model(settings.model, settings.activation, settings.hidden)
+    model = build_model(
+        settings.model,
+        settings.activation,
+        settings.hidden,
+        image_side=settings.image_side,
+        depth=settings.depth,
+    )
     return model.to(device=device, dtype=getattr(torch, dtype))
+
+
+def recorded_model(settings: Mapping) -> torch.nn.Module:
+    """A model of the architecture and size a run recorded (``run.json``'s settings), freshly
+    initialized: what the analyses measure a run's scale against (App. A.8). Records made
+    before the image side and depth were settings were of 16×16 images and the paper's
+    networks, whose depth is fixed."""
+    return build_model(
+        settings["model"],
+        settings["activation"],
+        int(settings["hidden"]),
+        image_side=int(settings.get("image_side", IMAGE_SIDE)),
+        depth=settings.get("depth"),
+    )
 
 
 def batches(n: int, settings: RunSettings, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:

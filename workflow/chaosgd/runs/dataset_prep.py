@@ -1,17 +1,21 @@
-"""Preparing a dataset: obtain USPS or FashionMNIST, verify, bring to 16×16, normalize, describe.
+"""Preparing a dataset: obtain USPS or FashionMNIST, verify, bring to its side, normalize, describe.
 
 What the datasets stage writes: ``<name>.pt`` holds ``train_x``/``test_x`` (float32,
-N×1×16×16, normalized by the training set's mean and std) and ``train_y``/``test_y`` (int64);
+N×1×S×S, normalized by the training set's mean and std) and ``train_y``/``test_y`` (int64);
 ``<name>.json`` records where every source file came from, its sha256, sample and per-class
-counts, the normalization and the resize method (``resize``, described, and ``resize_mode``).
+counts, the image shape, the normalization and the resize method (``resize``, described, and
+``resize_mode``).
 
-Images larger than 16×16 (FashionMNIST's 28×28) are resized bilinearly, with antialiasing
-(``antialias``) or, as the authors' code did and the config does by default (``reference``),
-without it (torchvision 0.12's ``transforms.Resize(16)`` on a tensor, which did not antialias
-tensors), bit for bit. Without antialiasing each output pixel interpolates only the 2×2 input pixels nearest
-its centre, so detail finer than the 16×16 grid aliases; on FashionMNIST the two
-differ by 0.026 per pixel on average (of [0, 1]; 0.094 after normalization), while the class
-means move by 0.008 (docs/departures.md).
+The side S is the config's ``datasets.<name>.image_side``: 16 by default (the paper's, Sec. 3),
+or a dataset's native size (FashionMNIST's 28, :attr:`chaosgd.planning.vocab.Dataset.sides`),
+which keeps its images as they are. Images larger than S (FashionMNIST's 28×28 at 16) are
+resized bilinearly, with antialiasing (``antialias``) or, as the authors' code did and the
+config does by default (``reference``), without it (torchvision 0.12's
+``transforms.Resize(16)`` on a tensor, which did not antialias tensors), bit for bit. Without
+antialiasing each output pixel interpolates only the 2×2 input pixels nearest its centre, so
+detail finer than the 16×16 grid aliases; on FashionMNIST the two differ by 0.026 per pixel on
+average (of [0, 1]; 0.094 after normalization), while the class means move by 0.008
+(docs/departures.md).
 
 Sources are looked for in this order: the configured local folder, the download cache, then
 the mirrors (if downloading is allowed). Every file is checked against a published checksum
@@ -398,17 +402,23 @@ def load_raw(
     return train_img, train_lab, test_img, test_lab
 
 
-def to_16x16(images: np.ndarray, mode: str) -> torch.Tensor:
-    """uint8 N×H×W → float32 N×1×16×16 in [0, 1]; larger images are resized bilinearly, with
-    antialiasing (``mode="antialias"``) or without (``"reference"``, the authors' code)."""
+def to_side(images: np.ndarray, mode: str, side: int) -> torch.Tensor:
+    """uint8 N×H×W → float32 N×1×``side``×``side`` in [0, 1]; larger images are resized
+    bilinearly, with antialiasing (``mode="antialias"``) or without (``"reference"``, the
+    authors' code), images of that side kept as they are."""
     if mode not in RESIZE_MODES:
         raise DatasetError(f"resize mode must be one of {', '.join(RESIZE_MODES)}; got {mode!r}")
+    if min(images.shape[-2:]) < side:
+        # upsampling would invent pixels the dataset never had
+        raise DatasetError(
+            f"images of {images.shape[-2]}x{images.shape[-1]} cannot give {side}x{side}"
+        )
     # the same [0, 1] floats as torchvision's ToTensor, which the reference resized
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    if x.shape[-2:] != (IMAGE_SIDE, IMAGE_SIDE):
+    if x.shape[-2:] != (side, side):
         x = F.interpolate(
             x,
-            size=(IMAGE_SIDE, IMAGE_SIDE),
+            size=(side, side),
             mode="bilinear",
             antialias=mode == "antialias",
             align_corners=False,
@@ -416,10 +426,15 @@ def to_16x16(images: np.ndarray, mode: str) -> torch.Tensor:
     return x.contiguous()
 
 
-def describe_resize(native_size: int, mode: str) -> str:
-    """The manifest's account of how the images were brought to 16×16."""
-    if native_size == IMAGE_SIDE:
-        return "none (native 16x16)"
+def to_16x16(images: np.ndarray, mode: str) -> torch.Tensor:
+    """:func:`to_side` at the paper's 16×16 (Sec. 3)."""
+    return to_side(images, mode, IMAGE_SIDE)
+
+
+def describe_resize(native_size: int, mode: str, side: int = IMAGE_SIDE) -> str:
+    """The manifest's account of how the images were brought to ``side``×``side``."""
+    if native_size == side:
+        return f"none (native {side}x{side})"
     how = {
         "antialias": "bilinear with anti-aliasing (torch.nn.functional.interpolate, "
         "antialias=True, align_corners=False)",
@@ -427,13 +442,30 @@ def describe_resize(native_size: int, mode: str) -> str:
         "(torchvision 0.12 transforms.Resize on tensors = torch.nn.functional.interpolate, "
         "antialias=False, align_corners=False)",
     }[mode]
-    return f"{native_size}x{native_size} -> 16x16, {how} on [0, 1] floats"
+    return f"{native_size}x{native_size} -> {side}x{side}, {how} on [0, 1] floats"
 
 
-def prepare(spec: DatasetSpec, sources: dict[str, Source], resize: str) -> tuple[dict, dict]:
-    """Build the tensors and the manifest from verified sources (``resize``: a resize mode)."""
+def check_side(spec: DatasetSpec, side: int) -> int:
+    """``side`` if the dataset is prepared at it (:attr:`chaosgd.planning.vocab.Dataset.sides`),
+    else a :class:`DatasetError` naming the config key."""
+    sides = DATASETS[spec.name].sides
+    if side not in sides:
+        raise DatasetError(
+            f"datasets.{spec.name}.image_side: {spec.title} is prepared at "
+            + " or ".join(f"{s}x{s}" for s in sides)
+            + f", not {side}x{side}"
+        )
+    return side
+
+
+def prepare(
+    spec: DatasetSpec, sources: dict[str, Source], resize: str, side: int = IMAGE_SIDE
+) -> tuple[dict, dict]:
+    """Build the tensors and the manifest from verified sources (``resize``: a resize mode,
+    ``side``: the images' side, one of the dataset's)."""
+    check_side(spec, side)
     train_img, train_lab, test_img, test_lab = load_raw(spec, sources)
-    train_x, test_x = to_16x16(train_img, resize), to_16x16(test_img, resize)
+    train_x, test_x = to_side(train_img, resize, side), to_side(test_img, resize, side)
     mean = train_x.double().mean().item()
     std = train_x.double().std().item()
     # one grey level everywhere (whose std is rounding error): nothing to normalize by; 1e-6 is
@@ -460,10 +492,10 @@ def prepare(spec: DatasetSpec, sources: dict[str, Source], resize: str) -> tuple
         "dataset": spec.name,
         "title": spec.title,
         "sources": [asdict(s) for s in sources.values()],
-        "image_shape": [1, IMAGE_SIDE, IMAGE_SIDE],
-        "resize": describe_resize(spec.native_size, resize),
+        "image_shape": [1, side, side],
+        "resize": describe_resize(spec.native_size, resize, side),
         # null where nothing was resized: the mode then had no effect on the data
-        "resize_mode": None if spec.native_size == IMAGE_SIDE else resize,
+        "resize_mode": None if spec.native_size == side else resize,
         "normalization": {"mean": mean, "std": std, "computed_on": "train, all pixels"},
         "splits": {
             split: {
@@ -481,12 +513,17 @@ def prepare(spec: DatasetSpec, sources: dict[str, Source], resize: str) -> tuple
     return tensors, manifest
 
 
-def check_prepared(tensors: dict, manifest: dict) -> list[str]:
+def check_prepared(tensors: dict, manifest: dict, side: int = IMAGE_SIDE) -> list[str]:
     """What is wrong with prepared data before it is written (empty when nothing is): the
-    shapes (N×1×16×16 images, N labels), dtypes (float32, int64), finiteness, labels in 0..9,
-    the training images' normalization to mean 0 and std 1, and the manifest's counts."""
+    shapes (N×1×``side``×``side`` images, N labels; the manifest's image shape), dtypes
+    (float32, int64), finiteness, labels in 0..9, the training images' normalization to mean 0
+    and std 1, and the manifest's counts."""
     problems = []
-    shape = (1, IMAGE_SIDE, IMAGE_SIDE)  # as the message below says
+    shape = (1, side, side)
+    if tuple(manifest.get("image_shape", ())) != shape:
+        problems.append(
+            f"the manifest's image shape is {manifest.get('image_shape')}, not {list(shape)}"
+        )
     for split in ("train", "test"):
         x, y = tensors.get(f"{split}_x"), tensors.get(f"{split}_y")
         if not (torch.is_tensor(x) and torch.is_tensor(y)):
@@ -494,7 +531,8 @@ def check_prepared(tensors: dict, manifest: dict) -> list[str]:
             continue
         if x.dtype != torch.float32 or x.ndim != 4 or tuple(x.shape[1:]) != shape:
             problems.append(
-                f"{split}_x is {x.dtype} {tuple(x.shape)}, expected float32 (N, 1, 16, 16)"
+                f"{split}_x is {x.dtype} {tuple(x.shape)}, expected float32 "
+                f"(N, {', '.join(map(str, shape))})"
             )
         if y.dtype != torch.int64 or y.ndim != 1 or len(y) != len(x):
             problems.append(f"{split}_y is {y.dtype} {tuple(y.shape)}, expected int64 ({len(x)},)")

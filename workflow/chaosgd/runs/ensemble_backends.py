@@ -25,13 +25,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import grad_and_value, vmap
+
+from chaosgd.engine.models import pure_call
 
 BACKENDS = ("auto", "func", "mlp")
 
 
 class FuncBackend:
-    """Any model: gradients by ``vmap(grad_and_value(functional_call))`` over the members."""
+    """Any model: gradients by ``vmap(grad_and_value(pure_call))`` over the members (a model
+    with BatchNorm normalizes each member by its own batch statistics: the map training applies,
+    :mod:`chaosgd.engine.models`)."""
 
     name = "func"
 
@@ -39,11 +43,11 @@ class FuncBackend:
         self.model = model
 
         def loss_fn(params, x, y):
-            logits = functional_call(model, params, (x,))
+            logits = pure_call(model, params, x)
             return F.cross_entropy(logits, y), logits
 
         self._grad = vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, None, None))
-        self._forward = vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, None))
+        self._forward = vmap(lambda p, x: pure_call(model, p, x), in_dims=(0, None))
 
     def sgd_step(
         self,

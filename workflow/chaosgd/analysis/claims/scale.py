@@ -23,7 +23,8 @@ from chaosgd.analysis.claims.results import (
     rows_for,
 )
 from chaosgd.analysis.claims.verdicts import Claim, fmt_values, not_run_claim, single_claim
-from chaosgd.engine.models import build_model, init_distance
+from chaosgd.engine.models import init_distance
+from chaosgd.runs.data import recorded_model
 
 SIMILAR_UP_TO, DROP_FROM = 7.5, 10.0  # the ε of App. C.3's "similar" and "drop"
 SIMILAR = 0.05  # "similar performance": final accuracy at most this below the reference's
@@ -168,7 +169,7 @@ def claim_scale(res: Results, references: dict[str, str], eps: float) -> list[Cl
         dtype = reference_dtype(res, ref, dist)
         d = rows_for(dist, eps, dtype)
         s = res.settings(ref)
-        scale = init_distance(build_model(s["model"], s["activation"], int(s["hidden"])))
+        scale = init_distance(recorded_model(s))
         peaks = d.loc[d.groupby("strategy")["distance"].idxmax()].sort_values("strategy")
         d_max = peaks["distance"].to_numpy(dtype=float)
         with np.errstate(divide="ignore"):  # a distance of 0 is infinitely far from 1

@@ -11,8 +11,9 @@ import pandas as pd
 from chaosgd.analysis.plots import style
 from chaosgd.analysis.plots.figure_data import FigureData
 from chaosgd.analysis.plots.loading import Run, dataset_title, title
-from chaosgd.engine.models import build_model, init_distance
+from chaosgd.engine.models import init_distance
 from chaosgd.planning.vocab import STRATEGIES
+from chaosgd.runs.data import recorded_model
 
 
 def _main_dtype(run: Run, distances: pd.DataFrame) -> str:
@@ -68,9 +69,9 @@ INIT_DISTANCE_LABEL = "E‖θ₁−θ₂‖ of two default inits (App. A.8)"
 
 def expected_init_distance(settings: dict) -> float:
     """√E‖θ₁ − θ₂‖² of two default initializations of the run's model (App. A.8): 4.515 for
-    the paper's MLP 256-20-10 (the paper's 6.38 is √2 times that, a variance counted twice)."""
-    model = build_model(settings["model"], settings["activation"], settings["hidden"])
-    return init_distance(model)
+    the paper's MLP 256-20-10 (the paper's 6.38 is √2 times that, a variance counted twice);
+    the model of the run's width, depth and image side."""
+    return init_distance(recorded_model(settings))
 
 
 def plot_divergence(runs: list[Run], name: str, eps: float):
