@@ -12,6 +12,7 @@ import re
 import shlex
 
 from chaosgd.planning.feasibility import (
+    TANGENT,
     check_anchors,
     check_curvature,
     check_figure_name_lengths,
@@ -293,7 +294,7 @@ def lyapunov_runs(
             )
     for exp, chosen in selected.items():
         for rid in chosen:
-            check_curvature(runs[rid], chosen_by[rid], "its tangent map")
+            check_curvature(runs[rid], chosen_by[rid], TANGENT)
             check_anchors(config["lyapunov"], runs[rid], exp, chosen_by[rid])
     forced = {
         rid: dataclasses.replace(s, spectrum=True) if rid in every else s for rid, s in runs.items()
