@@ -79,7 +79,8 @@ from chaosgd.planning.vocab import CURVATURE_METHODS
 
 __all__ = ["LowRankCheckError", "make_hvp", "dense_hessian", "hessian_eigenpairs"]
 
-METHODS = CURVATURE_METHODS
+# the whole nonzero spectrum; "topk" (k pairs of one prune set) is chaosgd.engine.topk_curvature's
+METHODS = tuple(m for m in CURVATURE_METHODS if m != "topk")
 
 
 class LowRankCheckError(RuntimeError):
