@@ -45,6 +45,7 @@ __all__ = [
     "select_pruned",
     "project_gradient",
     "spectrum_diagnostics",
+    "topk_diagnostics",
     "CGD",
 ]
 
@@ -248,6 +249,31 @@ def spectrum_diagnostics(grad: Tensor, eigenpairs: Eigenpairs, lr: float) -> dic
         "ref_cos_negative": float(cos[neg].sum()) / ref_neg if ref_neg > 0 else 0.0,
         "cos_lambda_max": float(cos[top]) if top is not None and values[top] > 0 else 0.0,
         "cos_lambda_min": float(cos[bottom]) if bottom is not None and values[bottom] < 0 else 0.0,
+    }
+
+
+def topk_diagnostics(grad: Tensor, eigenpairs: Eigenpairs, lr: float) -> dict:
+    """Per-step diagnostics of a top-k result (:mod:`chaosgd.engine.topk_curvature`), which
+    holds k eigenpairs of one prune set, not the spectrum: the extreme eigenvalues of the whole
+    spectrum (``lambda_min`` / ``lambda_max``, the Lanczos iteration's extreme Ritz values,
+    stopped at a residual of 1e-6·max|λ|: within ~1e-5·max|λ| of the exact ones, tested),
+    ``null_tol``, the fraction of ‖g‖² along the k returned
+    eigenvectors (``grad_frac_topk``), their largest residual relative to max|λ|
+    (``topk_residual``) and the Hessian-vector products the step took (``topk_hvps``). The
+    counts and overlaps of :func:`spectrum_diagnostics` need every eigenpair and are left out."""
+    _validate_lr(lr)
+    diag = eigenpairs.diagnostics
+    v = eigenpairs.vectors
+    g = grad.reshape(-1).to(v.dtype)
+    gsq = float(g @ g)
+    along = float(((v.T @ g) ** 2).sum()) / gsq if gsq > 0 and v.shape[1] else 0.0
+    return {
+        "lambda_min": float(diag["lambda_min"]),
+        "lambda_max": float(diag["lambda_max"]),
+        "null_tol": float(eigenpairs.null_tol),
+        "grad_frac_topk": along,
+        "topk_residual": float(diag["residual_max"]),
+        "topk_hvps": int(diag["hvps"]),
     }
 
 

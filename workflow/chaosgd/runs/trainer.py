@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chaosgd.engine.cgd import CGD, spectrum_diagnostics
+from chaosgd.engine.cgd import CGD, spectrum_diagnostics, topk_diagnostics
 from chaosgd.engine.curvature import hessian_eigenpairs
 from chaosgd.engine.eigenpairs import Eigenpairs
 from chaosgd.engine.models import (
@@ -39,6 +39,7 @@ from chaosgd.engine.models import (
     hessian_structure,
     make_loss_fn,
 )
+from chaosgd.engine.topk_curvature import TopKCheckError, hessian_topk
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.schedule import eval_steps, run_steps, spectrum_steps, steps_per_epoch
 from chaosgd.planning.tables import SPECTRA
@@ -174,6 +175,8 @@ class Trainer:
         # the kept eigenvalues, step by step; in the checkpoint, so a resumed run keeps them all
         self.spectra: dict[str, list] = {SPECTRA.step: [], SPECTRA.eigenvalue: []}
         self.sketch_hint: int | None = None
+        # curvature "topk": the previous step's eigenvectors (N×m), the next step's start
+        self.topk_start: torch.Tensor | None = None
         self.curvature_seconds = 0.0
         self.elapsed = 0.0
         self.resumed_from = None
@@ -240,6 +243,8 @@ class Trainer:
             "evals": self.evals,
             "spectra": self.spectra,
             "sketch_hint": -1 if self.sketch_hint is None else self.sketch_hint,
+            # the warm start shapes the next result's rounding: a resumed run restarts from it
+            "topk_start": torch.zeros(0) if self.topk_start is None else self.topk_start,
             "curvature_seconds": self.curvature_seconds,
             "elapsed": self.elapsed,
             "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()},
@@ -262,6 +267,8 @@ class Trainer:
         self.evals = state["evals"]
         self.spectra = state["spectra"]
         self.sketch_hint = None if state["sketch_hint"] < 0 else int(state["sketch_hint"])
+        start = state["topk_start"]
+        self.topk_start = start.to(self.device) if start.numel() else None
         self.curvature_seconds = float(state["curvature_seconds"])
         self.elapsed = float(state["elapsed"])
         for name, hook in self.hooks.items():
@@ -342,21 +349,27 @@ class Trainer:
         if s.needs_spectrum:
             t0 = time.perf_counter()
             theta = flat_params(model).to(torch.float64)
-            eig = hessian_eigenpairs(
-                make_loss_fn(model, x, y),
-                theta,
-                method=s.curvature,
-                generator=self.sketch_gen,
-                sketch_hint=self.sketch_hint,
-                **hessian_structure(model, x, y),
-            )
-            self.sketch_hint = eig.rank
+            if s.curvature == "topk":
+                eig = self._topk(make_loss_fn(model, x, y), theta)
+            else:
+                eig = hessian_eigenpairs(
+                    make_loss_fn(model, x, y),
+                    theta,
+                    method=s.curvature,
+                    generator=self.sketch_gen,
+                    sketch_hint=self.sketch_hint,
+                    **hessian_structure(model, x, y),
+                )
+                self.sketch_hint = eig.rank
             self.curvature_seconds += time.perf_counter() - t0
             self._fail_if_not_finite("Hessian eigenvalue", eig.values)
-            diag = spectrum_diagnostics(grad.to(torch.float64), eig, s.lr)
-            row.update(diag)
+            if s.curvature == "topk":
+                row.update(topk_diagnostics(grad.to(torch.float64), eig, s.lr))
+            else:
+                row.update(spectrum_diagnostics(grad.to(torch.float64), eig, s.lr))
             row["curvature_method"] = eig.method
-            if self.step in self.spectrum_points:
+            # top-k holds k eigenvalues of the set, not the spectrum App. B.2 draws
+            if self.step in self.spectrum_points and s.curvature != "topk":
                 kept = eig.values[eig.nonzero_mask()].tolist()
                 self.spectra[SPECTRA.step] += [self.step] * len(kept)
                 self.spectra[SPECTRA.eigenvalue] += kept
@@ -376,6 +389,30 @@ class Trainer:
             hook.after_step(self.step, eig, pruned)
         self._append(self.rows, row)
         self.step += 1
+
+    def _topk(self, loss_fn, theta: torch.Tensor) -> Eigenpairs:
+        """The k eigenpairs of the prune set that a ``top_k`` CGD variant prunes (curvature
+        ``topk``; the planner allows no other run to use it), certified, warm-started from the
+        previous step's; a failed certificate stops the run, naming the step."""
+        variant = self.variant
+        try:
+            eig = hessian_topk(
+                loss_fn,
+                theta,
+                variant.k,
+                variant.prune_set,
+                lr=self.s.lr,
+                warm_start=self.topk_start,
+                generator=self.sketch_gen,
+            )
+        except TopKCheckError as exc:
+            raise TrainingError(
+                f"run {self.s.run_id}, step {self.step}: the top-{variant.k} eigenpairs of the "
+                f"{variant.prune_set} set could not be certified ({exc}); the prune set of this "
+                "step is not known to the stated tolerance"
+            ) from None
+        self.topk_start = eig.vectors if eig.vectors.shape[1] else None
+        return eig
 
     def run(self) -> Result:
         """Train to the end (resuming if possible) and return the results.
