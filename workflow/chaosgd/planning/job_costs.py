@@ -91,6 +91,12 @@ COSTS: dict[str, Cost] = {
     "startup": Cost(30.0, "job", "fixed: interpreter, torch import, data loading, outputs"),
     "step.mlp": Cost(6.6e-4, "training step", "∝ N·batch, never below the reference"),  # bench
     "step.cnn": Cost(2.1e-3, "training step", "∝ N·batch, never below the reference"),  # bench
+    # one Hessian-vector product in a block of 10 (float64, vmap of forward-over-reverse), what
+    # curvature "topk" pays TOPK_HVPS_PER_PAIR·k times a step; timed on 2026-12-03, one thread:
+    # MLP 0.27 ms, CNN 1.9 ms, ResNet-20 of width 20 (N_REF) 179 ms (ResNet-8 of width 4: 9.9 ms)
+    "hvp.mlp": Cost(2.7e-4, "Hessian-vector product", "∝ N·batch"),
+    "hvp.cnn": Cost(1.9e-3, "Hessian-vector product", "∝ N·batch"),
+    "hvp.resnet": Cost(0.179, "Hessian-vector product", "∝ N·batch"),
     # ResNet-20 of width 20 (N = 424,550), batch 8, 16×16: 0.019 s a step, timed on 2026-12-03
     # (forward, backward, SGD step, median of 20); width 16 (N = 272,186) 0.012 s
     "step.resnet": Cost(0.019, "training step", "∝ N·batch, never below the reference"),
@@ -164,6 +170,14 @@ def check_costs(costs: dict) -> dict[str, float]:
     return table
 
 
+# Hessian-vector products a step of curvature "topk" takes per pair it returns (the Lanczos
+# iteration to 1e-10, the certificate, the completeness check): 29-41 measured on 2026-12-03 for
+# the 10 most chaotic / negative / positive pairs of a ResNet-8 along 20 training steps
+TOPK_HVPS_PER_PAIR = 41
+# its Lanczos basis, in N-vectors per returned pair (float64), for the memory request
+TOPK_BASIS_PER_PAIR = 12
+
+
 def curvature_method(settings: RunSettings) -> str | None:
     """The eigensolver a run uses each step (None: no spectrum); ``auto`` as the architecture's."""
     if not settings.needs_spectrum:
@@ -190,6 +204,8 @@ def growth(name: str, model: str, n: int, batch: int = BATCH_REF) -> float:
     if kind == "step":
         # per-step overheads (Python, the records) do not shrink with N
         return max(1.0, size)
+    if kind == "hvp":
+        return size
     if kind in ("lowrank", "tangent"):
         # the Hessian's rank is known only for the architectures of exact curvature, the only
         # ones with these costs (the planner refuses the others' spectral runs)
@@ -307,7 +323,11 @@ class JobResources:
         per_step = self._scaled("step", s) + self._c("order_image") * train_images(s)
         mb = self.base_mem_mb + self._data_mb(s) + steps * ROW_BYTES / 1e6
         method = curvature_method(s)
-        if method is not None:
+        if method == "topk":
+            k = s.parsed_variant.k  # the planner allows topk for top-k variants only
+            per_step += k * TOPK_HVPS_PER_PAIR * self._scaled("hvp", s)
+            mb += TOPK_BASIS_PER_PAIR * k * n * 8 / 1e6
+        elif method is not None:
             per_step += self._scaled(method, s)
             # memory as for dense whenever it may run: `auto` falls back to it on any step
             # whose low-rank checks fail, and a job killed for memory fails again on its retry

@@ -7,7 +7,7 @@ import pytest
 
 from chaosgd.tools.bench import cli
 
-COMMANDS = ["curvature", "tangent", "ensembles", "costs", "gpu"]
+COMMANDS = ["curvature", "tangent", "ensembles", "costs", "topk", "gpu"]
 
 
 def test_every_command_is_a_subcommand_and_documented():

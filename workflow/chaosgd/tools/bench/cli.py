@@ -29,6 +29,11 @@ synthetic data, one thread unless ``--threads`` says otherwise, and reported at 
 next to the table's values; it ends with them as a ``resources: costs:`` block for the config
 (a site's own nodes, a GPU one with ``--device cuda``).
 
+``topk``: the matrix-free top-k paths for networks beyond the paper's, from N ≈ 5k to about a
+million parameters (MLPs and ResNets): one plain SGD step, batched Hessian-vector products,
+top-k curvature cold and warm-started, and one step of the top-k tangent map, in seconds, in
+plain steps and in Hessian-vector products (:mod:`chaosgd.tools.bench.topk`).
+
 ``gpu``: the curvature engine, the tangent map, the ensembles and a short Fig. 1 run on a CUDA
 device and on the CPU side by side, their agreement on identical inputs, and the paper config's
 projected cost on that device (:mod:`chaosgd.tools.bench.gpu`).
@@ -39,13 +44,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from chaosgd.engine.topk_curvature import WHICH
 from chaosgd.planning.vocab import ARCHITECTURES
 from chaosgd.runs.artifacts import ArtifactWriteError
-from chaosgd.tools.bench import costs, curvature, ensembles, gpu, tangent
+from chaosgd.tools.bench import costs, curvature, ensembles, gpu, tangent, topk
 from chaosgd.tools.bench.options import add_common_options
 from chaosgd.tools.bench.tangent import DEFAULT_REORTH_EVERY
 
 __all__ = ["build_parser", "main"]
+
+
+# the benchmarks of the exact curvature paths take the architectures that have them
+EXACT = [name for name, arch in ARCHITECTURES.items() if arch.exact_curvature]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("curvature", help="dense vs low-rank Hessian eigenpairs (MLP, CNN)")
     p.add_argument("--steps", type=int, default=3, help="batches timed per model (default 3)")
-    p.add_argument("--arch", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
+    p.add_argument("--arch", nargs="+", choices=EXACT, default=EXACT)
     p.add_argument("--lr", type=float, default=1e-3, help="η for the chaotic prune set")
     p.add_argument("--train-lr", type=float, default=1e-3, help="SGD step between batches")
     p.add_argument("--top-k", type=int, default=10)
@@ -116,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=ensembles.command)
 
     p = sub.add_parser("costs", help="the per-unit costs the job resources are estimated from")
-    p.add_argument("--arch", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
+    p.add_argument("--arch", nargs="+", choices=EXACT, default=EXACT)
     p.add_argument("--steps", type=int, default=300, help="plain training steps (default 300)")
     p.add_argument(
         "--spectrum-steps", type=int, default=8, help="steps timed with the spectrum (default 8)"
@@ -135,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(p)
     # the jobs run single-threaded unless the config says otherwise
     p.set_defaults(func=costs.command, threads=1)
+
+    p = sub.add_parser("topk", help="matrix-free top-k curvature and tangent map, N 5k to 1M")
+    p.add_argument(
+        "--models", nargs="+", choices=list(topk.SIZES), help="default: all (N 5k to about 1M)"
+    )
+    p.add_argument("--quick", action="store_true", help="the two smallest models (the tests)")
+    p.add_argument("--k", type=int, default=20, help="eigenpairs and tangent vectors (default 20)")
+    p.add_argument("--which", choices=list(WHICH), default="chaotic", help="the prune set")
+    p.add_argument("--lr", type=float, default=1e-3, help="η of the prune set and the steps")
+    p.add_argument("--repeats", type=int, default=3, help="timings per median (default 3)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.set_defaults(func=topk.command)
 
     p = sub.add_parser("gpu", help="the GPU path against the CPU on the same inputs, and the cost")
     p.add_argument(
@@ -157,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the ``curvature``, ``tangent``, ``ensembles``, ``costs`` or ``gpu`` benchmark from the
-    command line (see this module's docstring).
+    """Run the ``curvature``, ``tangent``, ``ensembles``, ``costs``, ``topk`` or ``gpu``
+    benchmark from the command line (see this module's docstring).
 
     Returns the exit status.
     """

@@ -12,7 +12,8 @@ import tempfile
 
 import torch
 
-from chaosgd.engine.models import flat_params
+from chaosgd.engine.curvature import make_hvp
+from chaosgd.engine.models import build_model, flat_params, make_loss_fn
 from chaosgd.engine.tangent_map import TangentMap
 from chaosgd.planning.job_costs import AUTO_CURVATURE, COSTS, growth, n_params
 from chaosgd.planning.run_settings import RunSettings
@@ -23,9 +24,25 @@ from chaosgd.runs.lockstep import run_ensemble
 from chaosgd.runs.tangent_tracker import advance
 from chaosgd.runs.trainer import Trainer
 from chaosgd.tools.bench.options import model_arguments, setup, write_json
-from chaosgd.tools.bench.timing import load1, timed
+from chaosgd.tools.bench.timing import load1, synthetic_batches, timed
 
 __all__ = ["bench_costs", "yaml_float", "command"]
+
+# the block curvature "topk" hands the Hessian-vector products at once
+HVP_BLOCK = 10
+
+
+def _hvp_seconds(arch: str, hidden: int, batch: int, dev: torch.device, seed: int) -> float:
+    """One Hessian-vector product of a block of :data:`HVP_BLOCK` (float64, as curvature
+    ``topk`` computes them), median of 3 blocks after a warm-up."""
+    model = build_model(arch, hidden=hidden).to(dev)
+    x, y = synthetic_batches(batch, seed, dev)()
+    theta = flat_params(model).to(torch.float64)
+    hvp = make_hvp(make_loss_fn(model, x, y), theta)
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    block = torch.randn(HVP_BLOCK, theta.numel(), generator=gen, device=dev, dtype=torch.float64)
+    hvp(block)
+    return statistics.median(timed(lambda: hvp(block), dev)[1] for _ in range(3)) / HVP_BLOCK
 
 
 class _TangentTimer:
@@ -145,6 +162,8 @@ def bench_costs(
                 n,
                 f"Trainer.run, {steps} steps",
             )
+            what = f"make_hvp, a block of {HVP_BLOCK}, median of 3"
+            row(f"hvp.{arch}", _hvp_seconds(arch, hidden, batch, dev, seed), n, what)
             methods = ["lowrank", "dense"] if arch != "mlp" or dense_mlp else ["lowrank"]
             for method in methods:
                 # the method `auto` settles on is timed as training runs it (`auto`: the CNN's
