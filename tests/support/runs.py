@@ -86,7 +86,7 @@ def lyap_args(**changes) -> list[str]:
         "--lambda1-every", str(opts["lambda1_every"]),
         "--quantiles", *map(str, opts["quantiles"]),
         "--early-readouts", str(opts["early_readouts"]), "--anchors", *map(str, opts["anchors"]),
-    ]  # fmt: skip
+    ] + (["--topk", str(opts["topk"])] if opts.get("topk") else [])  # fmt: skip
 
 
 ENSEMBLE_BASE = {

@@ -27,6 +27,11 @@ Writes, into ``results/lyapunov/<run>/``:
   squared cosine of their principal angles (1 = one contains the other).
 - ``spectrum_final.pt``: all exponents and Lyapunov vectors at the final step, the initial
   parameters θ(0) and what the ensembles stage needs to perturb them.
+
+With ``--topk k`` (config ``lyapunov.topk``) the run carries k tangent vectors instead
+(:class:`chaosgd.runs.topk_tracker.TopKTangentHook`): the k leading exponents, lower bounds of the
+exact ones, and their vectors, matrix-free, on any network; the same files, readouts marked
+``topk_svd``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from chaosgd.runs import recovery
 from chaosgd.runs.artifacts import explain, save_tensors, write_parquet
 from chaosgd.runs.run_outputs import OUTPUTS, add_io_arguments, write_outputs
 from chaosgd.runs.tangent_tracker import TangentHook
+from chaosgd.runs.topk_tracker import TopKTangentHook
 from chaosgd.runs.trainer import Trainer, TrainingError
 
 LYAP_OUTPUTS = {
@@ -88,6 +94,12 @@ def add_lyapunov_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps t0 whose Lyapunov subspaces later readouts are compared to (App. C.2; "
         "clipped to the run)",
     )
+    lyap.add_argument(
+        "--topk",
+        type=int,
+        default=0,
+        help="follow only the k leading exponents and vectors, matrix-free (0: all N, exactly)",
+    )
 
 
 def make_trainer(
@@ -97,13 +109,20 @@ def make_trainer(
     checkpoint: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[Trainer, TangentHook, torch.Tensor]:
-    """A training run with a tangent map attached, and the run's initial parameters."""
-    if not settings.spectrum:
+    """A training run with a tangent map attached (``args.topk`` > 0: its k leading vectors,
+    matrix-free), and the run's initial parameters."""
+    topk = getattr(args, "topk", 0)
+    if not topk and not settings.spectrum:
         raise ValueError(f"run {settings.run_id}: the tangent map needs spectrum: true")
     trainer = Trainer(settings, data, checkpoint=checkpoint, progress=progress, stage="lyapunov")
     theta0 = flat_params(trainer.model).to(torch.float64).cpu()
-    hook = TangentHook(
-        n=theta0.numel(),
+    n = theta0.numel()
+    if topk > n:
+        raise ValueError(f"run {settings.run_id}: --topk {topk} exceeds its {n} parameters")
+    hook_class, extra = (TopKTangentHook, {"k": topk}) if topk else (TangentHook, {})
+    hook = hook_class(
+        n=n,
+        **extra,
         settings=settings,
         total_steps=trainer.total_steps,
         readouts=args.readouts,
@@ -119,10 +138,13 @@ def make_trainer(
     return trainer, hook, theta0
 
 
-def write_spectrum(path, final: LyapunovReadout, neutral_tol: float, theta0, run_id: str) -> None:
+def write_spectrum(
+    path, final: LyapunovReadout, neutral_tol: float, theta0, run_id: str, topk: int = 0
+) -> None:
     """Write ``spectrum_final.pt``: the final readout's exponents and Lyapunov vectors, the
     numbers of chaotic and non-chaotic exponents, and the run's initial parameters θ(0) (what
-    the ensembles stage needs to perturb them).
+    the ensembles stage needs to perturb them). After a top-k map: the k leading exponents and
+    vectors (N×k), the counts among them, and ``topk`` = k (0: all N).
     """
     pos, neg = classify(final.exponents, final.t, neutral_tol)
     save_tensors(
@@ -136,6 +158,7 @@ def write_spectrum(path, final: LyapunovReadout, neutral_tol: float, theta0, run
             "n_nonchaotic": int(neg.sum()),
             "theta0": theta0,
             "run_id": run_id,
+            "topk": int(topk),
         },
         path,
     )
@@ -176,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         write_parquet(exps, args.out_exponents, EXPONENTS)
         write_parquet(hook.lambda1_table(), args.out_lambda1, LAMBDA1)
         write_parquet(subs, args.out_subspaces, SUBSPACES)
-        write_spectrum(args.out_spectrum, final, args.neutral_tol, theta0, settings.run_id)
+        write_spectrum(
+            args.out_spectrum, final, args.neutral_tol, theta0, settings.run_id, args.topk
+        )
     except OSError as exc:  # ArtifactWriteError
         print(f"error: {explain(exc, 'writing')}", file=sys.stderr)
         return 1
@@ -189,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "final_method": final.method,
         "reorth_every": args.reorth_every,
         "lambda1_every": args.lambda1_every,
+        "topk": args.topk,
     }
     outputs = {k: getattr(args, f"out_{k}") for k in OUTPUTS}
     try:
@@ -199,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {explain(exc, 'removing')}", file=sys.stderr)
         return 1
     pos, neg = classify(final.exponents, final.t, args.neutral_tol)
+    last = f"lambda_{args.topk}" if args.topk else "lambda_N"
     print(
-        f"{settings.run_id}: lambda_1 {final.exponents[0]:.4e}, lambda_N "
+        f"{settings.run_id}: lambda_1 {final.exponents[0]:.4e}, {last} "
         f"{final.exponents[-1]:.4e} at t={final.t} ({final.method}); {int(pos.sum())} chaotic, "
         f"{int(neg.sum())} non-chaotic",
         file=sys.stderr,

@@ -14,6 +14,10 @@ import pandas as pd
 
 # readout methods of exact (SVD) readouts, as recorded in exponents.parquet
 EXACT_METHODS = ("svd", "svd_deflated")
+# those of the k leading exponents (chaosgd.engine.topk_tangent): lower bounds of the exact ones,
+# exactly ln σ_i(Y(t)Q0)/t
+TOPK_PREFIX = "topk_"
+TOPK_METHODS = tuple(TOPK_PREFIX + m for m in EXACT_METHODS)
 
 
 def classify(exponents: np.ndarray, t: int, neutral_tol: float) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +82,11 @@ def stability_row(
     neutral_tol: float,
     rng: np.random.Generator,
 ) -> dict:
-    """App. C.2 as the reference code measured it: the Lyapunov basis ``ref`` (N×N, columns in
-    the order of ``ref_exponents``) fixed at t₀ = ``ref_t`` against a later basis ``cur``.
+    """App. C.2 as the reference code measured it: the Lyapunov basis ``ref`` (N×N, or N×k of
+    the k leading vectors; columns in the order of ``ref_exponents``) fixed at t₀ = ``ref_t``
+    against a later basis ``cur``. With k vectors each subspace is its part among the k (the
+    chaotic subspace truncated to the k leading directions), and the random index sets are
+    drawn from the k.
 
     For each pair (at t₀, now): chaotic–chaotic (λ > 0), edge–edge (λ ≥ 0: chaotic or neutral),
     non-chaotic–non-chaotic (λ < 0), and the cross terms chaotic–non-chaotic both ways: the
@@ -105,8 +112,9 @@ def stability_row(
         d0, d1 = int(m0.sum()), int(m1.sum())
         name = a if a == b else f"{a}_vs_{b}"
         value = subspace_similarity(ref[:, m0], cur[:, m1])
-        idx0 = rng.choice(n, size=d0, replace=False)
-        idx1 = rng.choice(n, size=d1, replace=False)
+        # from the columns each basis has: all N, or the k of a top-k readout
+        idx0 = rng.choice(ref.shape[1], size=d0, replace=False)
+        idx1 = rng.choice(cur.shape[1], size=d1, replace=False)
         rand = subspace_similarity(ref[:, idx0], cur[:, idx1])
         row.update(
             {

@@ -81,7 +81,7 @@ class TangentHook:
             "lambda1_every": int(lambda1_every),
         }
         self.lambda1_every = int(lambda1_every)
-        self.tangent = TangentMap(n, torch.float64, device, reorth_every=reorth_every)
+        self.tangent = self._make_tangent(n, reorth_every, device)
         self.anchors = anchor_steps(anchors, total_steps) if anchors else []
         self.exact_steps = set(readout_steps(total_steps, readouts, early_readouts, self.anchors))
         self.quantiles = list(quantiles)
@@ -98,6 +98,12 @@ class TangentHook:
         self.top_vector: torch.Tensor | None = None
         # each readout's seconds: timings stay out of the tables, so a resumed run's are identical
         self.readout_seconds: list[float] = []
+
+    # the exponents table's method of a readout: the readout's own ("svd", "svd_deflated")
+    METHOD_PREFIX = ""
+
+    def _make_tangent(self, n: int, reorth_every: int, device: torch.device):
+        return TangentMap(n, torch.float64, device, reorth_every=reorth_every)
 
     def checkpoint_settings(self) -> dict:
         """The Lyapunov settings that shape the outputs (readouts, quantiles, neutral_tol,
@@ -158,7 +164,7 @@ class TangentHook:
         self.rows.append(
             {
                 "step": t,
-                "method": out.method,
+                "method": self.METHOD_PREFIX + out.method,
                 **summary(out.exponents, t, self.neutral_tol, self.quantiles),
                 "log_range": out.log_range,
             }

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from chaosgd.engine.cgd import CGD, spectrum_diagnostics, topk_diagnostics
-from chaosgd.engine.curvature import hessian_eigenpairs
+from chaosgd.engine.curvature import hessian_eigenpairs, make_hvp
 from chaosgd.engine.eigenpairs import Eigenpairs
 from chaosgd.engine.models import (
     flat_params,
@@ -60,7 +60,10 @@ class StepHook(Protocol):
 
     A hook whose own settings shape outputs also defines ``checkpoint_settings() -> dict``
     (plain values): they join the checkpoint's fingerprint, so that a checkpoint written with
-    other hook settings is not resumed.
+    other hook settings is not resumed. A hook with a true ``needs_hvp`` attribute is called
+    with ``hvp=``: the batched Hessian-vector products of the step's minibatch loss at the
+    step's parameters before the update (:func:`chaosgd.engine.curvature.make_hvp`), what a
+    matrix-free tangent map advances by.
     """
 
     def after_step(self, step: int, eig: Eigenpairs | None, pruned: torch.Tensor | None) -> None:
@@ -373,6 +376,11 @@ class Trainer:
                 kept = eig.values[eig.nonzero_mask()].tolist()
                 self.spectra[SPECTRA.step] += [self.step] * len(kept)
                 self.spectra[SPECTRA.eigenvalue] += kept
+        hvp = None
+        if any(getattr(hook, "needs_hvp", False) for hook in self.hooks.values()):
+            # at the parameters before the update: the Jacobian of this step's map
+            at = theta if s.needs_spectrum else flat_params(model).to(torch.float64)
+            hvp = make_hvp(make_loss_fn(model, x, y), at)
         before = flat_params(model)
         self.optimizer.step(eigenpairs=eig)
         pruned = self.optimizer.last_pruned
@@ -386,7 +394,10 @@ class Trainer:
             if isinstance(value, float):
                 self._fail_if_not_finite(key, value)
         for hook in self.hooks.values():
-            hook.after_step(self.step, eig, pruned)
+            if getattr(hook, "needs_hvp", False):
+                hook.after_step(self.step, eig, pruned, hvp=hvp)
+            else:
+                hook.after_step(self.step, eig, pruned)
         self._append(self.rows, row)
         self.step += 1
 
