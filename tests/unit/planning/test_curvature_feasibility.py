@@ -10,17 +10,18 @@ from chaosgd.planning import plan
 from chaosgd.planning.config import validate_config
 
 
-def config(variants, model="mlp", spectrum=False, lyapunov=(), curvature="topk"):
+def config(variants, model="mlp", spectrum=False, lyapunov=(), curvature="topk", **lyap):
     exp = {"name": "b", "dataset": "usps", "model": model, "hidden": 4, "variants": variants}
     return validate_config(
         {
             "training": {"curvature": curvature, "train_size": 480, "epochs": 1},
             "experiments": [{**exp, "seeds": [0], "spectrum": spectrum}],
             "lyapunov": (
-                {"runs": [{"experiment": "b", "variants": list(lyapunov)}]}
+                {"runs": [{"experiment": "b", "variants": list(lyapunov)}], **lyap}
                 if lyapunov
-                else {"runs": []}
+                else {"runs": [], **lyap}
             ),
+            "ensembles": {"enabled": False},
         }
     )
 
@@ -74,3 +75,34 @@ def test_the_resnet_without_topk_is_told_to_use_it():
     with pytest.raises(ValueError) as err:
         plan.plan_runs(config(["cgd-negative-top5"], "resnet", curvature="auto"))
     assert "with curvature: topk" in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["mlp", "resnet"])
+def test_the_leading_exponents_plan_on_any_network_without_the_spectrum(model):
+    cfg = config(["sgd", "cgd-negative-top5"], model, lyapunov=["sgd", "cgd-negative-top5"], topk=8)
+    runs, _, lyapunov = plan.plan_runs(cfg)
+    assert sorted(lyapunov["b"]) == sorted(runs)
+    # k tangent vectors need Hessian-vector products only: nothing forces the spectrum on
+    assert not any(s.spectrum for s in runs.values())
+    assert plan.lyapunov_args(cfg).endswith("--topk 8")
+    assert "--topk" not in plan.lyapunov_args(config(["sgd"], curvature="auto"))
+
+
+def test_more_exponents_than_parameters_are_refused_naming_the_key():
+    n = 1078  # the MLP 256-4-10
+    plan.plan_runs(config(["sgd"], lyapunov=["sgd"], topk=n))
+    with pytest.raises(ValueError) as err:
+        plan.plan_runs(config(["sgd"], lyapunov=["sgd"], topk=n + 1))
+    assert str(err.value).startswith(f"lyapunov.topk: {n + 1} exponents, but run ")
+    assert f"has only {n} parameters" in str(err.value)
+
+
+def test_ensembles_around_a_topk_map_are_refused_naming_the_key():
+    cfg = config(["sgd"], lyapunov=["sgd"], topk=3, curvature="auto")
+    cfg["ensembles"]["enabled"] = True
+    runs, _, lyapunov = plan.plan_runs(cfg)
+    with pytest.raises(ValueError) as err:
+        plan.ensemble_references(cfg, runs, lyapunov)
+    assert str(err.value).startswith("ensembles.enabled: ") and "lyapunov.topk" in str(err.value)
+    cfg["lyapunov"]["topk"] = 0
+    assert plan.ensemble_references(cfg, *plan.plan_runs(cfg)[::2])

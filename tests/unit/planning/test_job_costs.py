@@ -300,3 +300,45 @@ def test_the_data_of_28x28_images_take_their_memory():
     extra = p28.request("train", r28).memory_mb - p16.request("train", r16).memory_mb
     # the whole dataset as loaded (float32) and as trained on (float64), 784 pixels for 256
     assert extra == pytest.approx(70000 * (784 - 256) * (4 + 8) / MB)
+
+
+def _resnet_planner(variants, **lyap) -> job_costs.JobResources:
+    exp = {"name": "a", "dataset": "fmnist", "model": "resnet", "hidden": 16, "spectrum": False}
+    cfg = {
+        "experiments": [{**exp, "variants": variants, "seeds": [0]}],
+        "training": {"curvature": "topk", "epochs": 1},
+        "lyapunov": {"runs": [{"experiment": "a", "variants": ["sgd"]}], **lyap},
+        "ensembles": {"enabled": False},
+    }
+    return planner(cfg)
+
+
+def test_topk_curvature_is_priced_by_its_hessian_vector_products():
+    p = _resnet_planner(["sgd", "cgd-negative-top5", "cgd-negative-top20"], topk=4)
+    sgd, top5, top20 = (p.runs[r] for r in sorted(p.runs, key=lambda r: ("top" in r, len(r), r)))
+    steps = train_steps(top5)
+    n = job_costs.run_n_params(top5)
+    hvp = cost("hvp.resnet") * job_costs.growth("hvp.resnet", "resnet", n)
+    t5 = p.request("train", top5.run_id).seconds
+    t20 = p.request("train", top20.run_id).seconds
+    # 15 pairs more, each TOPK_HVPS_PER_PAIR products a step
+    assert t20 - t5 == pytest.approx(15 * job_costs.TOPK_HVPS_PER_PAIR * hvp * steps, rel=1e-9)
+    # and the Lanczos basis of 12 N-vectors a pair
+    m5 = p.request("train", top5.run_id).memory_mb
+    m20 = p.request("train", top20.run_id).memory_mb
+    assert m20 - m5 == pytest.approx(15 * job_costs.TOPK_BASIS_PER_PAIR * n * 8 / MB, rel=1e-9)
+
+
+def test_a_topk_lyapunov_run_costs_k_products_a_step_and_order_kn_memory():
+    few, many = _resnet_planner(["sgd"], topk=4), _resnet_planner(["sgd"], topk=40)
+    (rid,) = few.runs
+    s = few.runs[rid]
+    n, steps = job_costs.run_n_params(s), train_steps(s)
+    hvp = cost("hvp.resnet") * job_costs.growth("hvp.resnet", "resnet", n)
+    a, b = few.request("lyapunov", rid), many.request("lyapunov", rid)
+    assert b.seconds - a.seconds >= 36 * hvp * steps  # one product of k vectors every step
+    # O(kN): the block, its product, Q0, a copy, and the anchors' vectors (10 and 10000,
+    # clipped to the run: 2); nowhere near an N×N matrix (N = 272k: 590 GB)
+    blocks = 4 + 2
+    assert b.memory_mb - a.memory_mb == pytest.approx(36 * blocks * n * 8 / MB, rel=1e-9)
+    assert b.mem_mb < n * n * 8 / MB / 100

@@ -204,3 +204,22 @@ def test_a_run_json_from_before_a_setting_existed_records_its_value_then(tmp_pat
     del info["settings"]["epochs"]
     path.write_text(json.dumps(info))
     assert [d.setting for d in differing_by_config(cfg, tmp_path)] == ["epochs"]
+
+
+def test_a_lyapunov_run_recorded_before_topk_existed_is_the_exact_map(tmp_path):
+    cfg = config()
+    write_runs(tmp_path, cfg)
+    for path in (tmp_path / "train").glob("*/run.json"):
+        info = json.loads(path.read_text())
+        info["result"].get("lyapunov", {}).pop("topk", None)
+        path.write_text(json.dumps(info))
+    assert differing_by_config(cfg, tmp_path) == []
+    # the same files under a config asking for the 3 leading exponents only
+    topk = json.loads(json.dumps(cfg))
+    topk["lyapunov"]["topk"] = 3
+    topk["ensembles"]["enabled"] = False
+    found = {
+        (d.folder.name, d.setting, d.recorded, d.configured)
+        for d in differing_by_config(topk, tmp_path)
+    }
+    assert (SGD, "lyapunov.topk", 0, 3) in found

@@ -85,8 +85,9 @@ def check_curvature(settings: RunSettings, where: str, why: str) -> None:
         if why == TANGENT:
             raise ValueError(
                 f"{where}: run {rid} has curvature topk, but the Lyapunov stage's tangent map "
-                "takes every step's whole spectrum; choose runs of curvature auto, dense or "
-                "lowrank (the paper's networks) for lyapunov.runs"
+                "takes every step's whole spectrum; set lyapunov.topk to follow the k leading "
+                "exponents matrix-free, or choose runs of curvature auto, dense or lowrank (the "
+                "paper's networks) for lyapunov.runs"
             )
         if variant.optimizer == "sgd":
             raise ValueError(
@@ -110,6 +111,18 @@ def check_curvature(settings: RunSettings, where: str, why: str) -> None:
         f"train the {arch.title} with plain SGD and spectrum: false, or prune the k largest "
         "eigenpairs of a set (cgd-<set>-top<k>) with curvature: topk, or use the mlp or cnn"
     )
+
+
+def check_topk(topk: int, settings: RunSettings, chosen_by: str) -> None:
+    """Refuse ``lyapunov.topk`` larger than the parameters of a Lyapunov run (``chosen_by``:
+    the ``lyapunov.runs`` entry that selected it): there are only N exponents."""
+    arch = ARCHITECTURES[settings.model]
+    n = arch.n_params(settings.hidden, side=settings.image_side, depth=settings.depth)
+    if topk > n:
+        raise ValueError(
+            f"lyapunov.topk: {topk} exponents, but run {settings.run_id} ({chosen_by}) has only "
+            f"{n} parameters; use at most {n} (or 0: all of them, exactly)"
+        )
 
 
 def check_anchors(lyap: dict, settings: RunSettings, experiment: str, chosen_by: str) -> None:

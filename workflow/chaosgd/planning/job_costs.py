@@ -342,6 +342,8 @@ class JobResources:
         seconds, mb = self._train(run)
         n, steps = run_n_params(s), train_steps(s)
         lyap = self.config["lyapunov"]
+        if lyap["topk"]:
+            return self._topk_lyapunov(s, seconds, mb, lyap)
         # the momentum recursion updates the velocity's factor too
         update = self._scaled("tangent", s) * (2 if s.momentum else 1)
         folds = math.ceil(steps / lyap["reorth_every"])
@@ -353,6 +355,19 @@ class JobResources:
         # and the Lyapunov bases kept at App. C.2's anchors
         matrices = TANGENT_MATRICES + (1 if s.momentum else 0) + len(anchors)
         return seconds, mb + matrices * n * n * 8 / 1e6
+
+    def _topk_lyapunov(self, s: RunSettings, seconds: float, mb: float, lyap: dict):
+        """k tangent vectors: one batched product of k vectors a step (a second through the
+        momentum buffer's update is not needed: it reuses the product), and per λ1 value or
+        readout a QR of N×k and an SVD of k×k, priced as one more such product (an upper end);
+        memory O(kN): the block, its product, Q0, the momentum buffer and the anchors' vectors."""
+        k, n, steps = lyap["topk"], run_n_params(s), train_steps(s)
+        anchors = anchor_steps(lyap["anchors"], steps)
+        readouts = len(readout_steps(steps, lyap["readouts"], lyap["early_readouts"], anchors))
+        block = k * self._scaled("hvp", s)
+        seconds += steps * block + (steps // lyap["lambda1_every"] + readouts) * block
+        blocks = 4 + (1 if s.momentum else 0) + len(anchors)
+        return seconds, mb + blocks * k * n * 8 / 1e6
 
     def _ensemble_rows(self, run: str) -> int:
         """Rows of the reference's distance table: recorded states × members × dtypes."""

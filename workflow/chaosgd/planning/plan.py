@@ -18,6 +18,7 @@ from chaosgd.planning.feasibility import (
     check_figure_name_lengths,
     check_fit_points,
     check_run_id_length,
+    check_topk,
     run_length,
 )
 from chaosgd.planning.job_costs import JobResources
@@ -292,10 +293,17 @@ def lyapunov_runs(
                 f"lyapunov.readouts: {readouts} readouts, but run {rid} has only "
                 f"{run_length(runs[rid])}; use at most {train_steps(runs[rid])}"
             )
+    topk = config["lyapunov"]["topk"]
     for exp, chosen in selected.items():
         for rid in chosen:
-            check_curvature(runs[rid], chosen_by[rid], TANGENT)
+            if topk:
+                check_topk(topk, runs[rid], chosen_by[rid])
+            else:
+                check_curvature(runs[rid], chosen_by[rid], TANGENT)
             check_anchors(config["lyapunov"], runs[rid], exp, chosen_by[rid])
+    if topk:
+        # k tangent vectors need Hessian-vector products, not the spectrum
+        return runs, selected
     forced = {
         rid: dataclasses.replace(s, spectrum=True) if rid in every else s for rid, s in runs.items()
     }
@@ -324,6 +332,8 @@ def lyapunov_args(config: dict) -> str:
         "--early-readouts", str(lyap["early_readouts"]),
         "--anchors", *[str(a) for a in lyap["anchors"]],
     ]  # fmt: skip
+    if lyap["topk"]:
+        args += ["--topk", str(lyap["topk"])]
     return shlex.join(args)
 
 
@@ -471,6 +481,13 @@ def ensemble_references(
     refs: dict[str, str] = {}
     for exp, members in lyapunov.items():
         sgd = [r for r in members if runs[r].variant == "sgd"]
+        if sgd and config["lyapunov"]["topk"]:
+            raise ValueError(
+                f"ensembles.enabled: the ensembles around {sgd[0]} perturb along the bottom "
+                "Lyapunov vector and the non-chaotic subspace, which lyapunov.topk "
+                f"({config['lyapunov']['topk']}: the leading exponents only) does not find; set "
+                "ensembles.enabled: false, or lyapunov.topk: 0 on the paper's networks"
+            )
         for r in sgd:
             s = runs[r]
             check_fit_points(config, s)

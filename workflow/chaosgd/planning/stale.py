@@ -144,14 +144,20 @@ class Difference(NamedTuple):
 def lyapunov_recorded(config: dict, settings: RunSettings) -> dict[str, Any]:
     """What a Lyapunov run's ``run.json`` records of the config's ``lyapunov`` section
     (``chaosgd.lyapunov``): the exact readouts' steps, which stand for ``readouts``,
-    ``early_readouts`` and ``anchors``, and the re-orthonormalization and λ1 cadences."""
+    ``early_readouts`` and ``anchors``, the re-orthonormalization and λ1 cadences, and
+    ``topk`` (a block without it is the exact map's, :data:`LYAPUNOV_LEGACY`)."""
     lyap, total = config["lyapunov"], train_steps(settings)
     anchors = anchor_steps(lyap["anchors"], total)
     return {
         "readout_steps": readout_steps(total, lyap["readouts"], lyap["early_readouts"], anchors),
         "reorth_every": lyap["reorth_every"],
         "lambda1_every": lyap["lambda1_every"],
+        "topk": lyap["topk"],
     }
+
+
+# what a run.json's lyapunov block from before a setting existed stands for: the exact map
+LYAPUNOV_LEGACY = {"topk": 0}
 
 
 def run_differences(
@@ -173,9 +179,9 @@ def run_differences(
     # outputs are not its: Snakemake reruns the run for them, remaking run.json
     if lyapunov is not None and isinstance(block, dict):
         found += [
-            Difference(folder, f"lyapunov.{key}", block.get(key), value)
+            Difference(folder, f"lyapunov.{key}", recorded_value, value)
             for key, value in lyapunov.items()
-            if block.get(key) != value
+            if (recorded_value := block.get(key, LYAPUNOV_LEGACY.get(key))) != value
         ]
     return found
 
