@@ -419,3 +419,35 @@ def test_pruned_chaos_not_run_without_a_full_cgd_chaotic_run_from_step_0(tmp_pat
         lyap = lyapunov_reference(tmp_path, 1e-12 / T, variant="cgd-chaotic-top10", prefix="cgd")
     (row,) = claim_pruned_chaos(Results(tmp_path), lyap)
     assert row.claim == 19 and row.verdict == NOT_RUN and "lyapunov.runs" in row.detail
+
+
+def _as_topk(root, run):
+    path = root / "lyapunov" / run / "exponents.parquet"
+    rows = pd.read_parquet(path)
+    rows["method"] = "topk_svd"
+    write_parquet(rows, path)
+
+
+def test_the_leading_exponents_of_a_topk_map_test_claim_5(tmp_path):
+    """λ̂1 ≤ λ1: a stretch that grows in the lower bound grows in λ1 (sound for "above 0")."""
+    lyap = lyapunov_reference(tmp_path, 0.01 * T**-0.7)
+    _as_topk(tmp_path, "ref0")
+    above, approach = claim_exponents(Results(tmp_path), lyap)
+    assert (above.verdict, approach.verdict) == (SUPPORTED, SUPPORTED)
+    assert above.value == pytest.approx(0.01 * (2**0.3 - 1))
+
+
+@pytest.mark.parametrize("stretch", [1e-12, 0.3])
+def test_a_topk_map_cannot_bound_lambda_1_from_above_for_claim_19(tmp_path, stretch):
+    """Claim 19 is an upper bound on λ1; λ̂1 ≤ λ1 cannot give one, on either side."""
+    lyap = pruned_and_sgd(tmp_path, stretch)
+    _as_topk(tmp_path, "cgd0")
+    (row,) = claim_pruned_chaos(Results(tmp_path), lyap)
+    assert row.verdict == NOT_RUN and "lyapunov.topk" in row.detail
+    # the same numbers from the exact map are measured
+    path = tmp_path / "lyapunov" / "cgd0" / "exponents.parquet"
+    rows = pd.read_parquet(path)
+    rows["method"] = "svd"
+    write_parquet(rows, path)
+    (row,) = claim_pruned_chaos(Results(tmp_path), lyap)
+    assert row.verdict == (SUPPORTED if stretch < MARGIN else NOT_SUPPORTED)

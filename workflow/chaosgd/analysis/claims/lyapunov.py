@@ -37,7 +37,7 @@ from chaosgd.analysis.claims.verdicts import (
     measured_claim,
     not_run_claim,
 )
-from chaosgd.engine.exponents import exact_readouts
+from chaosgd.engine.exponents import EXACT_METHODS, TOPK_METHODS, exact_readouts
 from chaosgd.planning.config import schema_default
 from chaosgd.planning.tables import EXPONENTS, SUBSPACES
 
@@ -54,7 +54,8 @@ CGD_CHAOTIC = "cgd-chaotic"  # Theorem 2.2's prune set: every |1 − ηλ| > 1 r
 
 
 def _readouts(res: Results, run: str) -> tuple[np.ndarray, np.ndarray]:
-    """The steps and λ1 of a Lyapunov run's exact (SVD) readouts, in step order."""
+    """The steps and λ1 of a Lyapunov run's exact (SVD) readouts, in step order: of the whole
+    map, or of its k leading vectors (lyapunov.topk), whose λ̂1 ≤ λ1 (:func:`_is_topk`)."""
     e = res.table(
         "lyapunov",
         run,
@@ -63,10 +64,16 @@ def _readouts(res: Results, run: str) -> tuple[np.ndarray, np.ndarray]:
         finite=[EXPONENTS.step, EXPONENTS.lambda_1, EXPONENTS.lambda_N],
     )
     path = e.attrs["path"]
-    e = exact_readouts(e)
+    e = exact_readouts(e, EXACT_METHODS + TOPK_METHODS)
     if e.empty:
         raise ValueError(f"{path}: no exact (SVD) readout; delete it and rerun")
     return e["step"].to_numpy(dtype=float), e["lambda_1"].to_numpy(dtype=float)
+
+
+def _is_topk(res: Results, run: str) -> bool:
+    """Whether a Lyapunov run followed only its k leading exponents (lower bounds of λ_i)."""
+    e = res.table("lyapunov", run, EXPONENTS.name, [EXPONENTS.method], finite=[])
+    return bool(e[EXPONENTS.method].isin(TOPK_METHODS).any())
 
 
 def _sgd_runs(res: Results, runs: list[str]) -> list[str]:
@@ -382,6 +389,22 @@ def claim_pruned_chaos(
             and s["momentum"] == 0
         ]
         if not pruned:
+            continue
+        if any(_is_topk(res, r) for r in pruned):
+            rows.append(
+                not_run_claim(
+                    claim=19,
+                    statement=statement,
+                    experiment=exp,
+                    quantity=quantity,
+                    threshold=threshold,
+                    criterion=criterion,
+                    why=(
+                        "lyapunov.topk: the k leading exponents bound λ1 from below only, and "
+                        "an upper bound on λ1 needs the exact map (lyapunov.topk: 0)"
+                    ),
+                )
+            )
             continue
         sgd = {res.settings(r)["seed"]: r for r in _sgd_runs(res, runs)}
         largest, contrast = [], []

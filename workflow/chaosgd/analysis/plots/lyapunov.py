@@ -15,6 +15,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from chaosgd.analysis.plots import style
 from chaosgd.analysis.plots.figure_data import FigureData
 from chaosgd.analysis.plots.loading import Run, title
+from chaosgd.engine.exponents import TOPK_METHODS
 from chaosgd.runs.artifacts import parquet_columns, read_parquet
 
 
@@ -84,7 +85,7 @@ def plot_exponents(runs: list[Run], name: str):
     ncol = len(columns)
     fig, axes = style.figure(3 * ncol, rows=3, width=style.FULL_WIDTH * max(1.0, 0.6 * ncol))
     colours = dict(zip((r.run_id for r in runs), style.run_colours(len(runs))))
-    steps, missing = [], []
+    steps, missing, topk = [], [], set()
     tags = iter("abcdefghijklmnopqrstuvwxyz")
     for col, (variant, group) in enumerate(columns):
         ax_ext, ax_q, ax_n = axes[col], axes[ncol + col], axes[2 * ncol + col]
@@ -94,6 +95,10 @@ def plot_exponents(runs: list[Run], name: str):
             colour = colours[run.run_id]
             exact = run.table("exponents", stage="lyapunov")
             steps.extend(exact["step"])
+            if "method" in exact and exact["method"].isin(TOPK_METHODS).any():
+                # counted among the k: each readout's counts sum to k
+                counts = [c for c in ("n_positive", "n_negative", "n_neutral") if c in exact]
+                topk.add(int(exact[counts].iloc[-1].sum()))
             label = _run_label(run, runs)
             per_step = _lambda1(run)
             if per_step is None:
@@ -168,8 +173,14 @@ def plot_exponents(runs: list[Run], name: str):
     for ax in axes:
         _step_axis(ax, steps)
     note = ""
+    if topk:
+        ks = ", ".join(map(str, sorted(topk)))
+        note += (
+            f"; lyapunov.topk: the k = {ks} leading exponents ln σ_i(Y(t)Q0)/t, lower bounds of "
+            "the exact ones; λN and the counts are the k-th and among the k"
+        )
     if missing:
-        note = f"; no per-step λ1 for {', '.join(missing)} (older results): readouts only"
+        note += f"; no per-step λ1 for {', '.join(missing)} (older results): readouts only"
     style.suptitle(
         fig,
         title(runs, name)
