@@ -32,7 +32,7 @@ ALLOWED = {
     "stage": {"planning", "engine", "runs", "analysis"},
 }
 ROLES = [r for r in ALLOWED if r != "stage"]
-TOOLS = ("tools.archive", "tools.bench", "tools.stale")
+TOOLS = ("tools.archive", "tools.bench", "tools.stale", "tools.stress")
 # modules over MAX_LINES that are one thing each, and why they stay whole
 MAX_LINES = 600
 ONE_THING: dict[str, str] = {}
