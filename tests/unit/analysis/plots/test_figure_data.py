@@ -34,3 +34,39 @@ def test_lines_bands_and_reference_lines_are_recorded_as_drawn(tmp_path):
     assert df[df["panel"] == "empty"]["x"].isna().all()
     save(fig, [tmp_path / "f.png"], data, tmp_path / "f.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet", "f.png"]
+
+
+def _hidden_disk_full(*args, **kwargs):
+    """What matplotlib's PDF backend does on a full disk: the write's OSError, then an
+    AttributeError raised while it cleans up ('Stream' object has no attribute 'pos')."""
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError:
+        raise AttributeError("'Stream' object has no attribute 'pos'")
+
+
+def test_a_full_disk_hidden_by_matplotlib_is_named_with_the_file(tmp_path, monkeypatch):
+    from chaosgd.runs.artifacts import ArtifactWriteError
+
+    data = FigureData()
+    fig, (ax,) = style.figure(1)
+    data.plot(ax, "p", "line", [1, 2], [3.0, 4.0])
+    monkeypatch.setattr(fig, "savefig", _hidden_disk_full)
+    out = tmp_path / "f.pdf"
+    with pytest.raises(ArtifactWriteError) as err:
+        save(fig, [out], data, tmp_path / "f.parquet")
+    assert str(out) in str(err.value) and "the disk is full" in str(err.value)
+    # all or nothing: neither the figure nor a temporary file
+    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_error_that_is_not_the_system_s_is_not_disguised(tmp_path, monkeypatch):
+    fig, (ax,) = style.figure(1)
+
+    def broken(*args, **kwargs):
+        raise AttributeError("a bug")
+
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(AttributeError, match="a bug"):
+        save(fig, [tmp_path / "f.pdf"])
+    assert not list(tmp_path.iterdir())

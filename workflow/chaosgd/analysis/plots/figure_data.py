@@ -101,5 +101,28 @@ def save(
     for out in outputs:
         suffix = Path(out).suffix.lstrip(".")
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=suffix, dpi=200)
+            try:
+                fig.savefig(tmp, format=suffix, dpi=200)
+            except OSError:
+                raise
+            except Exception as exc:
+                # matplotlib's PDF backend, cleaning up after a failed write (a full disk),
+                # raises an AttributeError that hides the system's error: raise that one, which
+                # atomic_path names with the file
+                cause = _system_error(exc)
+                if cause is None:
+                    raise
+                raise cause from exc
     style.plt.close(fig)
+
+
+def _system_error(exc: BaseException) -> OSError | None:
+    """The first OSError with an errno among the exceptions ``exc`` was raised from or while
+    handling, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
