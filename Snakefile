@@ -43,9 +43,16 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/claims.smk"
 
 
+# every result, not only the last stage's: an intermediate file deleted (a job killed while it
+# was forced to rerun takes its outputs with it) is remade, though what reads it is up to date
 rule all:
     default_target: True
     input:
+        rules.datasets_all.input,
+        rules.train_all.input,
+        rules.lyapunov_all.input,
+        rules.ensembles_all.input,
+        rules.fits_all.input,
         rules.figures_all.input,
         rules.report_runs.output,
         rules.claims_check.output,

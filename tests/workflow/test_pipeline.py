@@ -143,6 +143,22 @@ def test_a_moved_or_copied_checkout_reruns_nothing(tiny, tmp_path, metadata):
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
 
 
+def test_a_deleted_intermediate_result_is_remade(tiny, tmp_path):
+    """A job killed while it was forced to rerun takes its outputs with it; what read them is
+    still up to date. Every result is a target of `all`, so the next plain run remakes them
+    (fits, a run's spectra) instead of finding nothing to do."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(tiny["checkout"], copy, symlinks=True)  # mtimes and records kept
+    (copy / "results" / "fits" / LYAPUNOV_RUN / "bounds.parquet").unlink()
+    (
+        copy / "results" / "train" / "fmnist_mlp-relu4_cgd-negative_m0_s0" / "spectra.parquet"
+    ).unlink()
+    dry = run_snakemake("-n", "--configfile", TINY, repo=copy, env=tiny["env"])
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts.get("fits_divergence") == 1 and counts.get("train_run") == 1, counts
+    assert "datasets_prepare" not in counts and "lyapunov_run" not in counts
+
+
 @pytest.mark.parametrize(
     "override",
     [

@@ -42,4 +42,4 @@ rule ensembles_run:
 
 rule ensembles_all:
     input:
-        expand(DISTANCES.path(), run=REFERENCES),
+        expand(rules.ensembles_run.output, run=REFERENCES),

@@ -28,4 +28,4 @@ rule fits_divergence:
 
 rule fits_all:
     input:
-        expand(FITS.path(), run=REFERENCES),
+        expand(rules.fits_divergence.output, run=REFERENCES),

@@ -50,4 +50,4 @@ rule lyapunov_run:
 
 rule lyapunov_all:
     input:
-        expand("results/lyapunov/{run}/spectrum_final.pt", run=LYAPUNOV_RUNS),
+        expand(rules.lyapunov_run.output, run=LYAPUNOV_RUNS),

@@ -40,6 +40,7 @@ rule train_run:
         " > {log} 2>&1"
 
 
+# every output of every run (the Lyapunov runs' from lyapunov_run): a deleted one is remade
 rule train_all:
     input:
-        expand("results/train/{run}/run.json", run=RUNS),
+        expand(rules.train_run.output, run=RUNS),
