@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from chaosgd.planning.tables import BOUNDS
+from chaosgd.planning.vocab import strategies_for
 from chaosgd.runs.artifacts import write_json, write_parquet
 
 # spelled out, not imported: the table's words are part of what the tests check
@@ -91,8 +92,8 @@ STRATEGIES = ["max_chaos", "max_convergence", "chaotic", "nonchaotic", "random"]
 BOUNDS_ROWS = ((1, 0.99), (5, 0.2), (10, 1e-5))
 
 
-def per_direction(value):
-    return list(value) if isinstance(value, (list, tuple)) else [value] * len(STRATEGIES)
+def per_direction(value, strategies=STRATEGIES):
+    return list(value) if isinstance(value, (list, tuple)) else [value] * len(strategies)
 
 
 def curve_of(distance_max, growing):
@@ -127,12 +128,29 @@ def fake_reference(
     hidden=20,
     accs=None,
     bounds=BOUNDS_ROWS,
+    topk=0,
 ):
-    """A reference run with ensembles, fits and bounds; per-direction values may be lists of 5.
+    """A reference run with ensembles, fits and bounds; per-direction values may be lists of 5
+    (of 3 with ``topk``).
 
     α and β default to the curve's own (the fit is exact); ``bounds``: (step, e^{λN t}) pairs
-    of the lower bound against the curve's distance at those steps, or (step, e^{λN t}, d)."""
+    of the lower bound against the curve's distance at those steps, or (step, e^{λN t}, d).
+    ``topk`` k > 0: the reference's Lyapunov run followed its k leading exponents (``topk_svd``
+    readouts) and the ensembles have the strategies those give."""
+    strategies = list(strategies_for(topk))
     run = fake_run(root, "ref", "sgd", 0, hidden=hidden)
+    step = np.array([1, 5, 10])
+    write_parquet(
+        pd.DataFrame(
+            {
+                "step": step,
+                "method": "topk_svd" if topk else "svd",
+                "lambda_1": 0.1 / step,
+                "lambda_N": -0.1 / step,
+            }
+        ),
+        root / "lyapunov" / run / "exponents.parquet",
+    )
     write_parquet(  # converged at step 5 of 10
         pd.DataFrame(
             {
@@ -145,13 +163,14 @@ def fake_reference(
         ),
         root / "train" / run / "epochs.parquet",
     )
-    maxima, growth = per_direction(distance_max), per_direction(growing)
+    maxima = per_direction(distance_max, strategies)
+    growth = per_direction(growing, strategies)
     curves = [curve_of(m, g) for m, g in zip(maxima, growth)]
     write_parquet(
         pd.DataFrame(
             {
                 "dtype": "float32",
-                "strategy": np.repeat(STRATEGIES, 11),
+                "strategy": np.repeat(strategies, 11),
                 "eps": 0.1,
                 "step": np.concatenate([t for t, _ in curves]),
                 "distance": np.concatenate([d for _, d in curves]),
@@ -164,7 +183,7 @@ def fake_reference(
         pd.DataFrame(
             {
                 "dtype": "float32",
-                "strategy": STRATEGIES,
+                "strategy": strategies,
                 "eps": 0.1,
                 "alpha": 0.0081 * m**2 if alpha is None else alpha,
                 "beta": 0.018 * m**2 if beta is None else beta,
@@ -181,7 +200,7 @@ def fake_reference(
         root / "fits" / run / "fits.parquet",
     )
     rows = []
-    for strategy, (_, d) in zip(STRATEGIES, curves):
+    for strategy, (_, d) in zip(strategies, curves):
         for step, share, *distance in bounds:
             rows.append(
                 {
@@ -205,7 +224,7 @@ def fake_reference(
     members += [
         {"dtype": "float32", "strategy": s, "eps": e, "train_acc": a}
         for e, a in accs.items()
-        for s in STRATEGIES
+        for s in strategies
     ]
     members = pd.DataFrame(members).assign(val_acc=lambda df: df["train_acc"] - 0.05)
     write_parquet(members, root / "ensembles" / run / "members.parquet")

@@ -153,3 +153,57 @@ def test_cli_errors_leave_no_outputs(tmp_path, fmnist_pt, capsys, case):
         assert "plain SGD" in lines[0] and "run ref" in lines[0]
     if case == "empty-chaotic":
         assert "'chaotic'" in lines[0]
+
+
+def test_ensembles_around_a_topk_lyapunov_run_end_to_end(tmp_path, fmnist_pt):
+    """The Lyapunov stage with --topk, then this stage on its spectrum_final.pt (N×k vectors):
+    the members of the three strategies its k leading vectors give, recorded as such, and the
+    fits stage fits them (no exact readout: no bounds at the readouts, λ̂1 between)."""
+    from chaosgd import lyapunov
+    from chaosgd.runs import run_outputs
+    from chaosgd.runs.artifacts import load_tensors
+
+    from support.runs import lyap_args
+
+    s = small_ensemble(momentum=0.0, train_size=48, epochs=2, lr=0.05)
+    folder = tmp_path / "lyap"
+    folder.mkdir()
+    files = {**run_outputs.OUTPUT_FILES, **lyapunov.LYAP_OUTPUTS}
+    lyap = {k: folder / name for k, name in files.items()}
+    args = s.to_args() + lyap_args(topk=6) + ["--data", str(fmnist_pt), "--no-progress"]
+    args += [a for k, p in lyap.items() for a in (f"--out-{k}", str(p))]
+    assert lyapunov.main(args) == 0
+    spectrum = load_tensors(lyap["spectrum"])
+    assert spectrum["topk"] == 6 and spectrum["vectors"].shape == (1078, 6)
+    assert spectrum["n_chaotic"] >= 1  # the chaotic combination has a subspace to draw from
+
+    extra = ["--eps", "0.1", "1", "--dtypes", "float64", "--baseline-steps", "5"]
+    extra += ["--exponents", str(lyap["exponents"]), "--direction-seed", "2"]
+    rc, out = ensembles_cli(s, fmnist_pt, lyap["spectrum"], tmp_path / "ens", *extra)
+    assert rc == 0
+    topk = ["max_chaos", "chaotic", "random"]
+    dist = pd.read_parquet(out["distances"])
+    members = pd.read_parquet(out["members"])
+    info = json.loads(out["info"].read_text())
+    assert sorted(set(dist.strategy)) == sorted(topk)
+    assert list(members.strategy) == ["reference"] + [s for s in topk for _ in range(2)]
+    assert info["strategies"] == topk and info["spectrum"]["topk"] == 6
+    assert info["ensembles"][0]["members"] == 1 + 3 * 2
+    # the directions are those of the spectrum: max chaos along its top vector
+    dirs = perturbations.directions(spectrum, torch.Generator().manual_seed(2))
+    first = dist[(dist.strategy == "max_chaos") & (dist.step == 1)]
+    along = first["distance_along"] / first["distance"]
+    assert list(dirs) == topk and (along > 0.5).all()
+
+    fitted = tmp_path / "fits"
+    rc = fits.main(
+        [
+            "--distances", str(out["distances"]), "--exponents", str(lyap["exponents"]),
+            "--lambda1", str(lyap["lambda1"]), "--out-fits", str(fitted / "fits.parquet"),
+            "--out-bounds", str(fitted / "bounds.parquet"),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    table = pd.read_parquet(fitted / "fits.parquet")
+    assert sorted(set(table.strategy)) == sorted(topk) and len(table) == 3 * 2
+    assert (table["bound_steps"] == 0).all() and (table["upper_steps"] > 0).all()

@@ -1,8 +1,9 @@
 """Ensembles stage: perturbed copies of a reference run, trained in lockstep (Fig. 3a, App. C.3/C.4).
 
 Reads the reference run's final Lyapunov spectrum (``results/lyapunov/<run>/spectrum_final.pt``),
-builds the five perturbation directions and the members (reference + every strategy × ε,
-:mod:`chaosgd.runs.perturbations`) and trains each configured dtype as one lockstep ensemble
+builds the perturbation directions and the members (reference + every strategy × ε,
+:mod:`chaosgd.runs.perturbations`: five strategies, or around a top-k Lyapunov run the three its
+k leading vectors give, which ``info`` records) and trains each configured dtype as one lockstep ensemble
 (:func:`chaosgd.runs.lockstep.run_ensemble`). Each dtype (float32, float64) is a separate ensemble
 with its own reference member: the two references are different trajectories, and comparing each
 dtype against its own reference is what separates round-off from dynamics for small ε (App. C.4's
@@ -30,10 +31,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from chaosgd.engine.exponents import exact_readouts
+from chaosgd.engine.exponents import EXACT_METHODS, TOPK_METHODS, exact_readouts
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.tables import DISTANCES, MEMBERS
-from chaosgd.planning.vocab import DTYPES, STRATEGIES
+from chaosgd.planning.vocab import DTYPES
 from chaosgd.runs import recovery
 from chaosgd.runs.artifacts import (
     explain,
@@ -45,7 +46,13 @@ from chaosgd.runs.artifacts import (
 from chaosgd.runs.data import load_data
 from chaosgd.runs.ensemble_backends import BACKENDS
 from chaosgd.runs.lockstep import run_ensemble, time_single_model
-from chaosgd.runs.perturbations import SPECTRUM_KEYS, check_reference, directions, plan_members
+from chaosgd.runs.perturbations import (
+    SPECTRUM_KEYS,
+    check_reference,
+    directions,
+    plan_members,
+    spectrum_topk,
+)
 from chaosgd.runs.run_outputs import environment
 from chaosgd.runs.trainer import TrainingError, select_device
 
@@ -192,7 +199,8 @@ def _run(args, checkpoint: Path | None, stop: recovery.StopFlag) -> int:
                 finite=["step"],
                 nonempty=True,
             )
-            extra = exact_readouts(table)["step"].tolist()
+            # the readouts of the k leading exponents too (lyapunov.topk)
+            extra = exact_readouts(table, EXACT_METHODS + TOPK_METHODS)["step"].tolist()
         device = select_device(settings.device)
         states: dict = {}
         if checkpoint is not None:
@@ -248,7 +256,7 @@ def _run(args, checkpoint: Path | None, stop: recovery.StopFlag) -> int:
             "run_id": settings.run_id,
             "eps": [float(e) for e in args.eps],
             "dtypes": dtypes,
-            "strategies": list(STRATEGIES),
+            "strategies": list(dirs),
             "direction_seed": args.direction_seed,
             "record_every": args.record_every,
             "spectrum": {
@@ -261,7 +269,8 @@ def _run(args, checkpoint: Path | None, stop: recovery.StopFlag) -> int:
                     ("n_nonchaotic", int),
                 )
                 if k in spectrum
-            },
+            }
+            | {"topk": spectrum_topk(spectrum)},
             "ensembles": runs,
             "settings": settings.as_dict(),
             "environment": environment(device),

@@ -8,6 +8,7 @@ import pytest
 
 from chaosgd.planning import plan
 from chaosgd.planning.config import validate_config
+from chaosgd.planning.vocab import strategies_for
 
 
 def config(variants, model="mlp", spectrum=False, lyapunov=(), curvature="topk", **lyap):
@@ -97,12 +98,19 @@ def test_more_exponents_than_parameters_are_refused_naming_the_key():
     assert f"has only {n} parameters" in str(err.value)
 
 
-def test_ensembles_around_a_topk_map_are_refused_naming_the_key():
+def test_ensembles_around_a_topk_map_plan_with_the_three_strategies_it_gives():
+    """Around a top-k map the ensembles perturb along max chaos, the chaotic combination and a
+    random direction (what k leading vectors give), and their cost counts those members."""
     cfg = config(["sgd"], lyapunov=["sgd"], topk=3, curvature="auto")
-    cfg["ensembles"]["enabled"] = True
-    runs, _, lyapunov = plan.plan_runs(cfg)
-    with pytest.raises(ValueError) as err:
-        plan.ensemble_references(cfg, runs, lyapunov)
-    assert str(err.value).startswith("ensembles.enabled: ") and "lyapunov.topk" in str(err.value)
+    cfg["ensembles"].update(enabled=True, eps=[0.1, 1.0], main_eps=0.1)
+    runs, groups, lyapunov = plan.plan_runs(cfg)
+    refs = plan.ensemble_references(cfg, runs, lyapunov)
+    assert list(refs) == lyapunov["b"] and refs[lyapunov["b"][0]] == "b"
+    assert strategies_for(cfg["lyapunov"]["topk"]) == ("max_chaos", "chaotic", "random")
+    figures = plan.figures(runs, groups, lyapunov, refs, cfg["ensembles"])
+    assert {"fig3a", "fig3b_b", "figC3_b", "figC4_b", "figC5_b"} <= set(figures)
+    costs = plan.job_resources(cfg, runs, lyapunov, refs, figures)
+    assert costs._members() == 1 + 3 * 2
     cfg["lyapunov"]["topk"] = 0
-    assert plan.ensemble_references(cfg, *plan.plan_runs(cfg)[::2])
+    exact = plan.job_resources(cfg, runs, lyapunov, refs, figures)
+    assert exact._members() == 1 + 5 * 2

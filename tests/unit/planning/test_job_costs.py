@@ -342,3 +342,18 @@ def test_a_topk_lyapunov_run_costs_k_products_a_step_and_order_kn_memory():
     blocks = 4 + 2
     assert b.memory_mb - a.memory_mb == pytest.approx(36 * blocks * n * 8 / MB, rel=1e-9)
     assert b.mem_mb < n * n * 8 / MB / 100
+
+
+def test_ensembles_around_a_topk_map_count_three_strategies():
+    """Around a top-k Lyapunov run the ensembles have the reference and 3 strategies × ε
+    (max chaos, chaotic, random; Fig. 3a's other two need the bottom of the spectrum)."""
+    p = planner(paper(lyapunov={"topk": 8}, ensembles={"dtypes": ["float32"]}))
+    members = 1 + 3 * len(PAPER["ensembles"]["eps"])
+    req = p.request("ensembles", USPS_REF)
+    assert req.seconds == pytest.approx(
+        cost("startup") + 36480 * members * cost("member_float32.mlp")
+    )
+    exact = planner(paper(ensembles={"dtypes": ["float32"]})).request("ensembles", USPS_REF)
+    assert exact.seconds - cost("startup") == pytest.approx(
+        (req.seconds - cost("startup")) * (1 + 5 * 11) / members
+    )

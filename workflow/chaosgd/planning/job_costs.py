@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from chaosgd.planning.run_settings import RunSettings
 from chaosgd.planning.schedule import anchor_steps, readout_steps, train_images, train_steps
 from chaosgd.planning.tables import DISTANCES
-from chaosgd.planning.vocab import ARCHITECTURES, DATASETS, IMAGE_SIDE, STRATEGIES
+from chaosgd.planning.vocab import ARCHITECTURES, DATASETS, IMAGE_SIDE, strategies_for
 
 REFERENCE_MACHINE = (
     "this project's 2-core x86_64 CPU machine (no GPU), one thread per job, PyTorch 2.14"
@@ -376,7 +376,9 @@ class JobResources:
         return records * self._members() * len(ens["dtypes"])
 
     def _members(self) -> int:
-        return 1 + len(STRATEGIES) * len(self.config["ensembles"]["eps"])
+        # the reference and every strategy × ε: three strategies around a top-k map, not five
+        strategies = strategies_for(self.config["lyapunov"]["topk"])
+        return 1 + len(strategies) * len(self.config["ensembles"]["eps"])
 
     def _ensembles(self, run: str) -> tuple[float, float]:
         s, ens = self.runs[run], self.config["ensembles"]

@@ -470,7 +470,9 @@ def ensemble_references(
     """Reference run -> short label (for figure names): every Lyapunov run of plain SGD.
 
     The label is the experiment's name, with the seed (and momentum) appended when the
-    experiment has several references."""
+    experiment has several references. Around a top-k map (``lyapunov.topk``) the ensembles
+    perturb along the strategies its k leading vectors give
+    (:func:`chaosgd.planning.vocab.strategies_for`)."""
     ens = config["ensembles"]
     if not ens["enabled"]:
         return {}
@@ -481,13 +483,6 @@ def ensemble_references(
     refs: dict[str, str] = {}
     for exp, members in lyapunov.items():
         sgd = [r for r in members if runs[r].variant == "sgd"]
-        if sgd and config["lyapunov"]["topk"]:
-            raise ValueError(
-                f"ensembles.enabled: the ensembles around {sgd[0]} perturb along the bottom "
-                "Lyapunov vector and the non-chaotic subspace, which lyapunov.topk "
-                f"({config['lyapunov']['topk']}: the leading exponents only) does not find; set "
-                "ensembles.enabled: false, or lyapunov.topk: 0 on the paper's networks"
-            )
         for r in sgd:
             s = runs[r]
             check_fit_points(config, s)

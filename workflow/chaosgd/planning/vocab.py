@@ -307,18 +307,28 @@ class Strategy:
     label: str
     colour: str  # darker = expected to diverge more, as in the paper's Fig. 3
     rank: int  # legend order: most divergent first
+    topk: bool  # given by the k leading Lyapunov vectors alone (lyapunov.topk > 0)
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("max_chaos", "max chaos (top Lyapunov vector)", "#08306b", 0),
-        Strategy("max_convergence", "max convergence (bottom vector)", "#a1d99b", 4),
-        Strategy("chaotic", "random chaotic combination", "#2171b5", 1),
-        Strategy("nonchaotic", "random non-chaotic combination", "#41ab5d", 3),
-        Strategy("random", "random direction", "#6baed6", 2),
+        Strategy("max_chaos", "max chaos (top Lyapunov vector)", "#08306b", 0, True),
+        Strategy("max_convergence", "max convergence (bottom vector)", "#a1d99b", 4, False),
+        Strategy("chaotic", "random chaotic combination", "#2171b5", 1, True),
+        Strategy("nonchaotic", "random non-chaotic combination", "#41ab5d", 3, False),
+        Strategy("random", "random direction", "#6baed6", 2, True),
     )
 }
+# why the others are absent around a top-k Lyapunov run: the figures and claims say it
+TOPK_ABSENT = "they need the bottom of the Lyapunov spectrum, which lyapunov.topk does not follow"
+
+
+def strategies_for(topk: int) -> tuple[str, ...]:
+    """The strategies of an ensemble around a Lyapunov run of ``lyapunov.topk`` k (0: the exact
+    map, all of them), in :data:`STRATEGIES` order."""
+    return tuple(s for s in STRATEGIES if not topk or STRATEGIES[s].topk)
+
 
 # The figures each experiment or reference gets. ``scope`` says over what a figure of that kind
 # is drawn and so how it is named (``name`` is formatted with ``experiment`` or ``label``):

@@ -177,7 +177,8 @@ def run_ensemble(
     stop: recovery.StopFlag | None = None,
     resume: dict | None = None,
 ) -> EnsembleResult:
-    """Train the reference and its 5·|eps| perturbed copies in ``dtype`` as one lockstep ensemble.
+    """Train the reference and its perturbed copies, one per direction of ``dirs`` (five, or
+    three around a top-k Lyapunov run) × ε, in ``dtype`` as one lockstep ensemble.
 
     ``data`` must already be in ``dtype`` on ``device`` (``training.load_data``). States are
     recorded as :func:`record_steps` says.
@@ -188,7 +189,7 @@ def run_ensemble(
     continues from it to the same results as an uninterrupted run; one that does not fit this
     ensemble raises :class:`chaosgd.runs.recovery.UnusableCheckpoint`.
     """
-    members = plan_members(eps)
+    members = plan_members(eps, strategies=tuple(dirs))
     thetas, dmat = initial_parameters(theta0, dirs, members)
     model = initial_model(settings, dtype, device)
     ens = LockstepSGD(model, thetas, settings.lr, settings.momentum, backend)

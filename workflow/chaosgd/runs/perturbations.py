@@ -11,6 +11,12 @@ From the reference run's final Lyapunov spectrum five unit directions are built
 ``random``
     a Gaussian random direction of the whole parameter space.
 
+Around a top-k Lyapunov run (``lyapunov.topk`` k > 0: ``spectrum_final.pt`` holds the k leading
+exponents and N×k vectors, ``topk`` = k) only the strategies the k leading vectors give are built
+(:func:`chaosgd.planning.vocab.strategies_for`): ``max_chaos``, ``chaotic`` (the chaotic subspace
+truncated to the k leading directions) and ``random``; the bottom vector and the non-chaotic
+subspace are not known, and those members are left out, not approximated.
+
 Every direction scaled by every ε is added to the reference's initial parameters θ(0)
 (:func:`plan_members`, :func:`initial_parameters`); member 0 is the unperturbed reference.
 """
@@ -26,7 +32,7 @@ from torch import Tensor
 from chaosgd.engine.exponents import classify
 from chaosgd.engine.models import flat_params
 from chaosgd.planning.run_settings import RunSettings
-from chaosgd.planning.vocab import STRATEGIES
+from chaosgd.planning.vocab import STRATEGIES, strategies_for
 from chaosgd.runs.data import initial_model
 
 REFERENCE = "reference"
@@ -41,22 +47,34 @@ def _unit(v: Tensor) -> Tensor:
     return v / torch.linalg.vector_norm(v)
 
 
-def directions(spectrum: dict, generator: torch.Generator) -> dict[str, Tensor]:
-    """The five unit perturbation directions (float64 N-vectors on the CPU), keys :data:`STRATEGIES`.
+def spectrum_topk(spectrum: dict) -> int:
+    """The ``topk`` of a ``spectrum_final.pt`` dict: k after a top-k map, 0 after the exact one
+    (files from before top-k maps lack the key)."""
+    return int(spectrum.get("topk", 0))
 
-    ``spectrum`` is a ``spectrum_final.pt`` dict: ``exponents`` (N,) descending, ``vectors`` N×N
-    with matching columns, ``t`` and ``neutral_tol`` (for :func:`chaosgd.engine.exponents.classify`).
-    The random combinations draw their Gaussian coefficients from ``generator`` in a fixed
-    order (chaotic, non-chaotic, random), so a seed fixes all three. Raises ``ValueError``
-    naming the strategy when its subspace is empty.
+
+def directions(spectrum: dict, generator: torch.Generator) -> dict[str, Tensor]:
+    """The unit perturbation directions (float64 N-vectors on the CPU), keyed by strategy in
+    :data:`STRATEGIES` order: all five after the exact map, ``strategies_for(topk)`` after a
+    top-k one.
+
+    ``spectrum`` is a ``spectrum_final.pt`` dict: ``exponents`` (K,) descending, ``vectors`` N×K
+    with matching columns (K = N, or K = ``topk``), ``t`` and ``neutral_tol`` (for
+    :func:`chaosgd.engine.exponents.classify`). The random combinations draw their Gaussian
+    coefficients from ``generator`` in a fixed order (chaotic, non-chaotic where built, random),
+    so a seed fixes them all. Raises ``ValueError`` naming the strategy when its subspace is
+    empty.
     """
     exponents = torch.as_tensor(spectrum["exponents"], dtype=torch.float64).cpu()
     vectors = torch.as_tensor(spectrum["vectors"], dtype=torch.float64).cpu()
-    n = exponents.numel()
-    if exponents.dim() != 1 or vectors.shape != (n, n):
+    topk = spectrum_topk(spectrum)
+    n = vectors.shape[0] if vectors.dim() == 2 else 0
+    k = topk or n  # the exponents and vectors it holds
+    if topk < 0 or not 1 <= k <= n or exponents.shape != (k,) or vectors.shape != (n, k):
+        expected = f"topk {topk}: exponents (k,) and vectors N×k" if topk else "vectors N×N"
         raise ValueError(
-            f"spectrum: expected exponents (N,) and vectors N×N, got {tuple(exponents.shape)} "
-            f"and {tuple(vectors.shape)}"
+            f"spectrum: expected {expected}, got exponents {tuple(exponents.shape)} and vectors "
+            f"{tuple(vectors.shape)}"
         )
     if not bool(torch.isfinite(exponents).all() and torch.isfinite(vectors).all()):
         raise ValueError("spectrum: non-finite exponents or vectors")
@@ -66,20 +84,26 @@ def directions(spectrum: dict, generator: torch.Generator) -> dict[str, Tensor]:
         exponents.numpy(), int(spectrum["t"]), float(spectrum["neutral_tol"])
     )
     run = spectrum.get("run_id", "?")
-    out = {"max_chaos": _unit(vectors[:, 0]), "max_convergence": _unit(vectors[:, -1])}
+    wanted = strategies_for(topk)
+    out = {"max_chaos": _unit(vectors[:, 0])}
+    if "max_convergence" in wanted:
+        out["max_convergence"] = _unit(vectors[:, -1])
     for name, mask in (("chaotic", chaotic), ("nonchaotic", nonchaotic)):
+        if name not in wanted:
+            continue  # not known around a top-k map: nothing is drawn for it
         basis = vectors[:, torch.from_numpy(mask)]
         if basis.shape[1] == 0:
             sign = ">" if name == "chaotic" else "<"
+            among = f" among the {k} leading exponents" if topk else ""
             raise ValueError(
                 f"strategy {name!r}: the {name} Lyapunov subspace of run {run} is empty "
-                f"(no exponent with lambda*t {sign} {'' if sign == '>' else '-'}"
+                f"(no exponent{among} with lambda*t {sign} {'' if sign == '>' else '-'}"
                 f"{spectrum['neutral_tol']} at t={spectrum['t']})"
             )
         coeff = torch.randn(basis.shape[1], generator=generator, dtype=torch.float64)
         out[name] = _unit(basis @ coeff)
     out["random"] = _unit(torch.randn(n, generator=generator, dtype=torch.float64))
-    return {name: out[name] for name in STRATEGIES}
+    return {name: out[name] for name in wanted}
 
 
 # -- members ------------------------------------------------------------------------------------
@@ -95,8 +119,10 @@ class Member:
     eps: float
 
 
-def plan_members(eps: list[float]) -> list[Member]:
-    """Member 0 is the reference; then every strategy × ε (strategy-major)."""
+def plan_members(eps: list[float], strategies=tuple(STRATEGIES)) -> list[Member]:
+    """Member 0 is the reference; then every strategy of ``strategies`` (all by default; those
+    :func:`directions` built around a top-k map) × ε, strategy-major in :data:`STRATEGIES`
+    order."""
     eps = [float(e) for e in eps]
     if not eps:
         raise ValueError("at least one eps is needed")
@@ -105,7 +131,13 @@ def plan_members(eps: list[float]) -> list[Member]:
         raise ValueError(f"eps must be finite and non-negative, got {bad}")
     if len(set(eps)) != len(eps):
         raise ValueError(f"eps values must be distinct, got {eps}")
-    return [Member(REFERENCE, 0.0)] + [Member(s, e) for s in STRATEGIES for e in eps]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies or len(set(strategies)) != len(strategies):
+        raise ValueError(
+            f"strategies must be distinct ones of {list(STRATEGIES)}, got {strategies}"
+        )
+    chosen = [s for s in STRATEGIES if s in strategies]
+    return [Member(REFERENCE, 0.0)] + [Member(s, e) for s in chosen for e in eps]
 
 
 def initial_parameters(

@@ -13,8 +13,14 @@ import pandas as pd
 import pytest
 
 from chaosgd import fits
-from chaosgd.analysis.claims.divergence import claim_divergence, claim_fit_shape, claim_growth
+from chaosgd.analysis.claims.divergence import (
+    TOPK_BOUNDS,
+    claim_divergence,
+    claim_fit_shape,
+    claim_growth,
+)
 from chaosgd.analysis.claims.results import Results
+from chaosgd.planning.vocab import TOPK_ABSENT
 from chaosgd.runs.artifacts import write_parquet
 
 from support.claims import (
@@ -277,3 +283,91 @@ def test_upper_bound_at_the_readouts_alone_without_lambda1_between(tmp_path):
     refs = fake_reference(tmp_path, upper_between=0.5)
     _, upper, _ = claim_divergence(Results(tmp_path), refs, 0.1)
     assert upper.value == 0.5 and "10 recorded steps with λ1(t)" in upper.detail
+
+
+# --- around a top-k Lyapunov reference: three directions, claim 7 not run --------------------
+
+TOPK = 8  # the reference's Lyapunov run followed its 8 leading exponents
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({}, SUPPORTED),
+        ({"alpha": [1e-6, 1e-6, 0.0]}, NOT_SUPPORTED),  # 2 of 3 < 80 %
+        ({"alpha_se": 0.005}, NOT_SUPPORTED),  # α within 2 standard errors of 0
+        ({"growing": [True, True, "before"]}, NOT_SUPPORTED),
+    ],
+)
+def test_divergence_claim_over_the_three_directions_of_a_topk_reference(
+    tmp_path, changes, expected
+):
+    refs = fake_reference(tmp_path, topk=TOPK, **changes)
+    linear = claim_divergence(Results(tmp_path), refs, 0.1)[0]
+    assert linear.claim == 6 and linear.verdict == expected
+    assert "over the 3 directions run of Fig. 3a's 5: max_convergence, nonchaotic not run" in (
+        linear.quantity
+    )
+    assert TOPK_ABSENT in linear.quantity
+    assert "max_convergence" not in linear.detail and "chaotic: α/se" in linear.detail
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"upper": -1.0}, {"lower": -1.0}, {"upper_between": -1.0}, {"bounds": ()}]
+)
+def test_bounds_claim_is_not_run_around_a_topk_reference(tmp_path, changes):
+    """Whatever the fits stage's margins (around a top-k map it finds no exact readout: NaN),
+    neither bound is judged: λN is not known, and e^{λ̂1 t}ε lies below e^{λ1 t}ε."""
+    refs = fake_reference(tmp_path, topk=TOPK, **changes)
+    _, upper, lower = claim_divergence(Results(tmp_path), refs, 0.1)
+    assert (upper.claim, lower.claim) == (7, 7)
+    assert upper.verdict == lower.verdict == NOT_RUN
+    assert upper.detail == lower.detail == TOPK_BOUNDS
+    assert "upper" in upper.statement and "lower" in lower.statement
+    assert upper.experiment == lower.experiment == "fig"
+    # the exact map's reference with the same margins is judged
+    exact = fake_reference(tmp_path, **changes)
+    assert NOT_RUN not in [r.verdict for r in claim_divergence(Results(tmp_path), exact, 0.1)]
+
+
+@pytest.mark.parametrize(
+    "growing, expected",
+    [
+        (True, SUPPORTED),
+        ([True, True, "before"], NOT_SUPPORTED),
+        ([True, "flat", True], NOT_SUPPORTED),
+    ],
+)
+def test_growth_claim_over_the_three_directions_of_a_topk_reference(tmp_path, growing, expected):
+    refs = fake_reference(tmp_path, topk=TOPK, growing=growing)
+    (row,) = claim_growth(Results(tmp_path), refs, 0.1)
+    assert row.claim == 17 and row.verdict == expected
+    assert "max_convergence, nonchaotic not run" in row.quantity
+    assert "max_convergence" not in row.detail and "random:" in row.detail
+
+
+@pytest.mark.parametrize("factor, expected", [(1.3, SUPPORTED), (1.4, NOT_SUPPORTED)])
+def test_fit_shape_claim_over_the_three_directions_of_a_topk_reference(tmp_path, factor, expected):
+    alpha = [0.0081] * 2 + [0.0081 * factor]
+    refs = fake_reference(tmp_path, topk=TOPK, alpha=alpha)
+    (row,) = claim_fit_shape(Results(tmp_path), refs, 0.1)
+    assert row.claim == 18 and row.verdict == expected
+    assert "max_convergence, nonchaotic not run" in row.quantity
+    named = [d.split(" ")[0] for d in row.detail.removeprefix("per direction: ").split("; ")]
+    assert named == ["chaotic", "max_chaos", "random"]
+
+
+def test_directions_missing_without_a_topk_reference_are_named_as_such(tmp_path):
+    """Ensembles that lack a direction around an exact map (results of another kind): named
+    as absent from the results, not put down to lyapunov.topk."""
+    refs = fake_reference(tmp_path)
+    for stage, name in (("ensembles", "distances"), ("fits", "fits")):
+        path = tmp_path / stage / "ref" / f"{name}.parquet"
+        t = pd.read_parquet(path)
+        write_parquet(t[t["strategy"] != "nonchaotic"], path)
+    (row,) = claim_growth(Results(tmp_path), refs, 0.1)
+    assert row.verdict == SUPPORTED
+    assert "over the 4 directions run of Fig. 3a's 5: nonchaotic not run (not in the " in (
+        row.quantity
+    )
+    assert TOPK_ABSENT not in row.quantity

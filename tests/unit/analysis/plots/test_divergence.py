@@ -12,7 +12,8 @@ import pytest
 
 from chaosgd.analysis.plots import divergence, style
 from chaosgd.analysis.plots.loading import load_runs
-from chaosgd.planning.vocab import FIGURE_KINDS, STRATEGIES
+from chaosgd.planning.vocab import FIGURE_KINDS, STRATEGIES, TOPK_ABSENT, strategies_for
+from chaosgd.runs.artifacts import write_parquet
 
 from support.figures import DTYPES, EPS, MAIN_EPS, REF, curve, fake_results
 from support.figures import draw as draw_kind
@@ -114,3 +115,46 @@ def test_an_eps_the_ensembles_lack_is_named_not_drawn_empty(results):
     with pytest.raises(ValueError, match=r"distances\.parquet: no rows for strategy .* eps 0\.5"):
         divergence.plot_divergence(load_runs(results, [REF]), "d", 0.5)
     style.plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def topk_results(tmp_path_factory):
+    """The hand-made results as around a top-k Lyapunov reference: ensembles of the three
+    strategies its k leading vectors give, and no bounds (no exact readout: ``topk_svd`` rows)."""
+    root = fake_results(tmp_path_factory.mktemp("topk_figures") / "results")
+    kept = strategies_for(8)
+    for stage, name in (("ensembles", "distances"), ("ensembles", "members"), ("fits", "fits")):
+        path = root / stage / REF / f"{name}.parquet"
+        table = pd.read_parquet(path)
+        write_parquet(table[table["strategy"].isin(kept + ("reference",))], path)
+    path = root / "fits" / REF / "bounds.parquet"
+    write_parquet(pd.read_parquet(path).iloc[:0], path)
+    path = root / "lyapunov" / REF / "exponents.parquet"
+    write_parquet(pd.read_parquet(path).assign(method="topk_svd"), path)
+    return root
+
+
+@pytest.mark.parametrize("kind", list(PLOTS))
+def test_a_topk_ensemble_draws_its_three_strategies_and_names_the_others(
+    topk_results, tmp_path, kind
+):
+    data = draw(topk_results, tmp_path, kind)
+    drawn = {s for s in STRATEGIES if (data["panel"] == s).any() or (data["series"] == s).any()}
+    drawn |= {s for s in STRATEGIES if data["series"].str.startswith(f"{s}:").any()}
+    assert drawn == {"max_chaos", "chaotic", "random"}, kind
+    extra = {"eps": MAIN_EPS} if FIGURE_KINDS[kind].main_eps else {}
+    fig, _ = PLOTS[kind](load_runs(topk_results, [REF]), "d", **extra)
+    text = fig._suptitle.get_text()
+    style.plt.close(fig)
+    absent = text.split("not run, not drawn: ", 1)[1]
+    assert STRATEGIES["max_convergence"].label in absent
+    assert STRATEGIES["nonchaotic"].label in absent
+    assert TOPK_ABSENT in text
+    # where the bounds are drawn: what a top-k reference's λ̂1 is, and that no λN is known
+    assert (divergence.TOPK_BOUNDS in text) == (kind in ("fit", "bounds"))
+
+
+def test_all_five_strategies_need_no_note(results):
+    fig, _ = divergence.plot_sweep(load_runs(results, [REF]), "d")
+    assert "not run" not in fig._suptitle.get_text()
+    style.plt.close(fig)

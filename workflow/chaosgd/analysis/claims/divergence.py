@@ -17,6 +17,11 @@ Fig. 3, App. C.5); how far they go is :mod:`chaosgd.analysis.claims.scale`.
 18. Fig. 3b: the divergence can be approximated through √(αt² + βt + ε²) within the observed
     time range: per direction the fits stage's fit against the recorded distances, root mean
     square relative deviation at most ``FIT_RMS`` (0.1) for every direction (main ε).
+
+Around a top-k Lyapunov reference (``lyapunov.topk``) the ensembles have the three directions its
+k leading vectors give (:func:`chaosgd.planning.vocab.strategies_for`): claims 6, 17 and 18 are
+measured over those, and say which of Fig. 3a's directions were not run and why. Claim 7 is not
+run: no exact readout gives λN, and λ̂1 ≤ λ1 makes e^{λ̂1 t}ε no upper bound to fail.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from chaosgd.analysis.claims.results import (
 )
 from chaosgd.analysis.claims.verdicts import Claim, not_run_claim, single_claim
 from chaosgd.planning.tables import BOUNDS, FITS
+from chaosgd.planning.vocab import STRATEGIES, TOPK_ABSENT
 
 SIGNIFICANT = 2.0  # standard errors of α: "linear divergence beyond its uncertainty"
 LINEAR_FRACTION = 0.8  # of the perturbation directions diverging linearly (4 of 5)
@@ -46,6 +52,28 @@ VACUOUS = 0.01  # a lower bound e^{λN t}ε below this share of ε says nothing
 # informative readouts have contracted the most contracting direction at least twofold
 CONTRACTED = 0.5
 FIT_RMS = 0.1  # "approximated through" (Fig. 3b): root mean square relative deviation at most
+
+
+# why claim 7 is not run around a top-k reference
+TOPK_BOUNDS = (
+    "lyapunov.topk: the reference's Lyapunov run followed its k leading exponents only; the "
+    "lower bound needs λN, which they do not give, and their λ̂1 ≤ λ1 puts e^{λ̂1 t}ε below the "
+    "upper bound e^{λ1 t}ε, so a distance above it would not refute the bound; both need the "
+    "exact map (lyapunov.topk: 0)"
+)
+
+
+def _directions_run(res: Results, ref: str, d: pd.DataFrame) -> str:
+    """What a claim over "the directions" says of those it was measured on: "" for all of
+    Fig. 3a's five; else which were not run, and around a top-k reference why."""
+    absent = [s for s in STRATEGIES if s not in set(d["strategy"])]
+    if not absent:
+        return ""
+    why = TOPK_ABSENT if res.lyapunov_topk(ref) else "not in the ensembles' results"
+    return (
+        f"; over the {len(STRATEGIES) - len(absent)} directions run of Fig. 3a's "
+        f"{len(STRATEGIES)}: {', '.join(absent)} not run ({why})"
+    )
 
 
 def _converged_step(res: Results, run: str) -> int:
@@ -120,6 +148,7 @@ def claim_divergence(res: Results, references: dict[str, str], eps: float) -> li
         )
         dtype = reference_dtype(res, ref, dist)
         d, f = rows_for(dist, eps, dtype), rows_for(fits, eps, dtype)
+        run = _directions_run(res, ref, d)
         t_conv = _converged_step(res, ref)
         growing = {
             k: end > conv
@@ -145,7 +174,7 @@ def claim_divergence(res: Results, references: dict[str, str], eps: float) -> li
                 experiment=label,
                 quantity=(
                     f"share of the directions with α − {SIGNIFICANT:g} se(α) > 0 "
-                    f"(ε = {eps:g}, {dtype})"
+                    f"(ε = {eps:g}, {dtype}{run})"
                 ),
                 value=share,
                 ok=linear.sum() >= need and sum(growing.values()) >= need,
@@ -160,6 +189,9 @@ def claim_divergence(res: Results, references: dict[str, str], eps: float) -> li
                 detail=f"converged at step {t_conv}; {per_direction}",
             )
         )
+        if res.lyapunov_topk(ref):
+            rows += _bounds_not_run(eps, label)
+            continue
         # numpy, not pandas: a NaN margin (no exact readout step) must fail, not be skipped
         at_readouts = float(np.min(f["upper_margin"].to_numpy(dtype=float)))
         lower = float(np.min(f["lower_margin"].to_numpy(dtype=float)))
@@ -272,14 +304,38 @@ def claim_divergence(res: Results, references: dict[str, str], eps: float) -> li
                 statement="the Lyapunov bounds hold (App. C.5)",
                 quantity="log margins of the bounds",
                 threshold="≥ 0",
-                criterion=(
-                    "both bounds at every exact readout step, the lower one at an informative "
-                    f"readout too ({VACUOUS:g} ≤ e^{{λN t}} ≤ {CONTRACTED:g})"
-                ),
+                criterion=_BOUNDS_CRITERION,
                 why=NO_ENSEMBLES,
             )
         )
     return rows
+
+
+_BOUNDS_CRITERION = (
+    "both bounds at every exact readout step, the lower one at an informative readout too "
+    f"({VACUOUS:g} ≤ e^{{λN t}} ≤ {CONTRACTED:g})"
+)
+
+
+def _bounds_not_run(eps: float, label: str) -> list[Claim]:
+    """Claim 7's two rows around a top-k reference: not run, with the reason."""
+    return [
+        not_run_claim(
+            claim=7,
+            statement=(
+                f"the {which} Lyapunov bound {bound} holds for ε = {eps:g} (Sec. 4.2, App. C.5)"
+            ),
+            experiment=label,
+            quantity=quantity,
+            threshold="≥ 0",
+            criterion=_BOUNDS_CRITERION,
+            why=TOPK_BOUNDS,
+        )
+        for which, bound, quantity in (
+            ("upper", "d(t) ≤ e^{λ1 t}ε", "worst ln(e^{λ1 t}ε / d(t))"),
+            ("lower", "e^{λN t}ε ≤ d(t)", "worst ln(d(t) / e^{λN t}ε)"),
+        )
+    ]
 
 
 def _ratio(end: float, conv: float) -> float:
@@ -307,6 +363,7 @@ def claim_growth(res: Results, references: dict[str, str], eps: float) -> list[C
         dist = distances(res, ref)
         dtype = reference_dtype(res, ref, dist)
         d = rows_for(dist, eps, dtype)
+        run = _directions_run(res, ref, d)
         t_conv = _converged_step(res, ref)
         after = _after_convergence(d, t_conv, dist.attrs["path"])
         ratios = {k: _ratio(end, conv) for k, (_, conv, end) in after.items()}
@@ -319,7 +376,7 @@ def claim_growth(res: Results, references: dict[str, str], eps: float) -> list[C
                 experiment=label,
                 quantity=(
                     f"smallest ratio over the directions of the distance at the end to the "
-                    f"distance at convergence (ε = {eps:g}, {dtype})"
+                    f"distance at convergence (ε = {eps:g}, {dtype}{run})"
                 ),
                 value=smallest,
                 ok=smallest > 1,
@@ -370,6 +427,7 @@ def claim_fit_shape(res: Results, references: dict[str, str], eps: float) -> lis
         fits = res.table(FITS.stage, ref, FITS.name, cols, finite=cols[2:])
         dtype = reference_dtype(res, ref, dist)
         d, f = rows_for(dist, eps, dtype), rows_for(fits, eps, dtype)
+        run = _directions_run(res, ref, d)
         if set(d["strategy"]) != set(f["strategy"]):
             raise ValueError(
                 f"{fits.attrs['path']}: fitted directions {sorted(set(f['strategy']))} differ "
@@ -395,7 +453,7 @@ def claim_fit_shape(res: Results, references: dict[str, str], eps: float) -> lis
                 experiment=label,
                 quantity=(
                     "largest root mean square relative deviation of the fitted √(αt² + βt + ε²) "
-                    f"from the distances over the directions (ε = {eps:g}, {dtype})"
+                    f"from the distances over the directions (ε = {eps:g}, {dtype}{run})"
                 ),
                 value=worst,
                 ok=worst <= FIT_RMS,

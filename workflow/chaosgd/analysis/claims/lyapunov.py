@@ -55,7 +55,8 @@ CGD_CHAOTIC = "cgd-chaotic"  # Theorem 2.2's prune set: every |1 − ηλ| > 1 r
 
 def _readouts(res: Results, run: str) -> tuple[np.ndarray, np.ndarray]:
     """The steps and λ1 of a Lyapunov run's exact (SVD) readouts, in step order: of the whole
-    map, or of its k leading vectors (lyapunov.topk), whose λ̂1 ≤ λ1 (:func:`_is_topk`)."""
+    map, or of its k leading vectors (lyapunov.topk), whose λ̂1 ≤ λ1 (:meth:`Results.lyapunov_topk`).
+    """
     e = res.table(
         "lyapunov",
         run,
@@ -68,12 +69,6 @@ def _readouts(res: Results, run: str) -> tuple[np.ndarray, np.ndarray]:
     if e.empty:
         raise ValueError(f"{path}: no exact (SVD) readout; delete it and rerun")
     return e["step"].to_numpy(dtype=float), e["lambda_1"].to_numpy(dtype=float)
-
-
-def _is_topk(res: Results, run: str) -> bool:
-    """Whether a Lyapunov run followed only its k leading exponents (lower bounds of λ_i)."""
-    e = res.table("lyapunov", run, EXPONENTS.name, [EXPONENTS.method], finite=[])
-    return bool(e[EXPONENTS.method].isin(TOPK_METHODS).any())
 
 
 def _sgd_runs(res: Results, runs: list[str]) -> list[str]:
@@ -390,7 +385,7 @@ def claim_pruned_chaos(
         ]
         if not pruned:
             continue
-        if any(_is_topk(res, r) for r in pruned):
+        if any(res.lyapunov_topk(r) for r in pruned):
             rows.append(
                 not_run_claim(
                     claim=19,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from chaosgd.engine.exponents import TOPK_METHODS
+from chaosgd.planning.tables import EXPONENTS
 from chaosgd.runs.artifacts import parquet_columns, read_parquet, read_run_info
 
 # the settings the claims read from a run's run.json
@@ -95,6 +97,12 @@ class Results:
         accuracy and loss."""
         columns = ["step", "train_acc", "train_loss", "val_acc", "val_loss"]
         return self.table("train", run, "epochs", finite=columns).iloc[-1]
+
+    def lyapunov_topk(self, run: str) -> bool:
+        """Whether a Lyapunov run followed only its k leading exponents (lyapunov.topk; its
+        readouts are marked so): lower bounds of λ_i, no λN, no bottom of the spectrum."""
+        e = self.table("lyapunov", run, EXPONENTS.name, [EXPONENTS.method], finite=[])
+        return bool(e[EXPONENTS.method].isin(TOPK_METHODS).any())
 
     def columns(self, stage: str, run: str, name: str) -> list[str]:
         """The columns of table ``<stage>/<run>/<name>.parquet``, from its schema only: for

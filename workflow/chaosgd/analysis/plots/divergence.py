@@ -10,9 +10,10 @@ import pandas as pd
 
 from chaosgd.analysis.plots import style
 from chaosgd.analysis.plots.figure_data import FigureData
-from chaosgd.analysis.plots.loading import Run, dataset_title, title
+from chaosgd.analysis.plots.loading import TABLES, Run, dataset_title, title
 from chaosgd.engine.models import init_distance
-from chaosgd.planning.vocab import STRATEGIES
+from chaosgd.planning.vocab import STRATEGIES, TOPK_ABSENT
+from chaosgd.runs.artifacts import read_parquet
 from chaosgd.runs.data import recorded_model
 
 
@@ -40,6 +41,45 @@ def _curve(df: pd.DataFrame, strategy: str, eps: float, dtype: str) -> pd.DataFr
 def _strategies(df: pd.DataFrame) -> list[str]:
     present = set(df["strategy"])
     return [s for s in style.strategy_order() if s in present]
+
+
+def _absent(df: pd.DataFrame) -> list[str]:
+    """The strategies an ensembles table lacks (around a top-k Lyapunov run: those its k leading
+    vectors do not give), in legend order."""
+    present = set(df["strategy"])
+    return [s for s in style.strategy_order() if s not in present]
+
+
+def _topk(absent: list[str]) -> bool:
+    """Whether the ensembles lacked just what a top-k Lyapunov run does not give: the figures
+    read no exponents, and the strategies say it (:func:`chaosgd.planning.vocab.strategies_for`)."""
+    return bool(absent) and not any(STRATEGIES[s].topk for s in absent)
+
+
+def absent_note(absent: list[str]) -> str:
+    """What a figure says of the strategies it leaves out ("" for none): their panels and series
+    are not drawn, and around a top-k Lyapunov run why."""
+    if not absent:
+        return ""
+    names = ", ".join(STRATEGIES[s].label for s in absent)
+    why = f" (a top-k Lyapunov reference: {TOPK_ABSENT})" if _topk(absent) else ""
+    return f"\nnot run, not drawn: {names}{why}"
+
+
+# the Lyapunov bounds around a top-k reference: what the fit and bounds figures draw there
+TOPK_BOUNDS = (
+    "; top-k Lyapunov reference: e^{λ̂1 t}ε with λ̂1 ≤ λ1 is below the upper bound, no λN "
+    "(no lower bound)"
+)
+
+
+def _bounds(run: Run) -> pd.DataFrame:
+    """The fits stage's bounds at the exact readouts, checked as :meth:`Run.table` checks, but
+    possibly without rows: around a top-k reference no readout gives λN, and there are none."""
+    required, finite = TABLES["bounds"]
+    numeric = [c for c in required if c not in ("dtype", "strategy")]
+    path = run.path("bounds", "fits")
+    return read_parquet(path, require=required, finite=finite, numeric=numeric)
 
 
 def _ref_title(run: Run) -> str:
@@ -84,9 +124,11 @@ def plot_divergence(runs: list[Run], name: str, eps: float):
     """
     data = FigureData()
     fig, axes = style.figure(len(runs), height=2.6)
+    absent: list[str] = []
     for tag, (ax, run) in zip("abcdefgh", zip(axes, runs)):
         df = run.table("distances", stage="ensembles")
         dtype = _main_dtype(run, df)
+        absent += [s for s in _absent(df) if s not in absent]
         for strategy in _strategies(df):
             label, colour = STRATEGIES[strategy].label, STRATEGIES[strategy].colour
             c = _curve(df, strategy, eps, dtype)
@@ -108,7 +150,9 @@ def plot_divergence(runs: list[Run], name: str, eps: float):
     style.suptitle(
         fig,
         f"{name}: divergence of models perturbed at initialization by ε = {eps:g} along "
-        "Lyapunov directions\n" + title(runs[:1], runs[0].run_id).split(": ", 1)[1],
+        "Lyapunov directions\n"
+        + title(runs[:1], runs[0].run_id).split(": ", 1)[1]
+        + absent_note([s for s in style.strategy_order() if s in absent]),
     )
     style.legend_below(fig, 3)  # 6 entries in 2 rows: 4 columns outgrow the figure
     return fig, data
@@ -126,7 +170,7 @@ def plot_fit(runs: list[Run], name: str, eps: float):
     run = runs[0]
     df = run.table("distances", stage="ensembles")
     fits = run.table("fits", stage="fits")
-    bounds = run.table("bounds", stage="fits")
+    bounds = _bounds(run)
     dtype = _main_dtype(run, df)
     data = FigureData()
     fig, (ax_fit, ax_b) = style.figure(2)
@@ -208,7 +252,9 @@ def plot_fit(runs: list[Run], name: str, eps: float):
         ax.set_xlabel("step")
         ax.set_ylabel("‖θ_B(t) − θ_A(t)‖")
     note = "" if per_step is not None else "; no per-step λ1 (older results): bounds at readouts"
-    style.suptitle(fig, title(runs, name) + f"\nε = {eps:g}, {dtype}{note}")
+    absent = _absent(df)
+    note += TOPK_BOUNDS if _topk(absent) else ""
+    style.suptitle(fig, title(runs, name) + f"\nε = {eps:g}, {dtype}{note}" + absent_note(absent))
     handles = [h for ax in (ax_fit, ax_b) for h in ax.get_legend_handles_labels()[0]]
     fig.legend(handles=handles, loc="outside lower center", ncol=2)
     return fig, data
@@ -284,7 +330,7 @@ def plot_sweep(runs: list[Run], name: str):
     ax.set_xlabel("ε")
     ax.set_ylabel("final accuracy")
     ax.set_title(f"({'abcdef'[len(strategies)]}) train (○), validation (□); grey: A", loc="left")
-    style.suptitle(fig, title(runs, name) + f"\nthe ε sweep, {dtype}")
+    style.suptitle(fig, title(runs, name) + f"\nthe ε sweep, {dtype}" + absent_note(_absent(df)))
     style.legend_below(fig, len(colours))
     return fig, data
 
@@ -336,7 +382,8 @@ def plot_precision(runs: list[Run], name: str):
         + "\nsmall perturbations: "
         + " (wide) vs ".join(dtypes)
         + (" (dashed)" if len(dtypes) > 1 else "")
-        + ", each against its own reference",
+        + ", each against its own reference"
+        + absent_note(_absent(df)),
     )
     style.legend_below(fig, len(colours) * len(dtypes))
     return fig, data
@@ -354,16 +401,15 @@ def plot_bounds(runs: list[Run], name: str, eps: float):
     step), ``upper: readouts``, ``lower`` (readouts).
     """
     run = runs[0]
-    bounds = run.table("bounds", stage="fits")
+    bounds = _bounds(run)
     fits = run.table("fits", stage="fits")
     distances = run.table("distances", stage="ensembles")
-    dtype = (
-        run.settings["dtype"]
-        if run.settings["dtype"] in set(bounds["dtype"])
-        else bounds["dtype"].iloc[0]
-    )
+    dtype = _main_dtype(run, distances)  # bounds has no rows around a top-k reference
     b = bounds[(bounds["eps"] == eps) & (bounds["dtype"] == dtype)]
-    strategies = [s for s in style.strategy_order() if s in set(b["strategy"])]
+    # a panel per direction of the ensembles: around a top-k reference no exact readout gives
+    # bounds, and its panels show the distance and e^{λ̂1 t}ε alone
+    strategies = _strategies(distances)
+    absent = _absent(distances)
     per_step = _upper_per_step(run, eps)
     data = FigureData()
     fig, axes = style.figure(len(strategies), height=2.2, rows=2)
@@ -416,17 +462,21 @@ def plot_bounds(runs: list[Run], name: str, eps: float):
         every = ""
         if "upper_margin_steps" in f and int(f.get("upper_steps", 0)) > 0:
             every = f"; between readouts: worst ln(upper/d) {f['upper_margin_steps']:.2f}"
-        ax.set_title(
-            f"({tag}) {label}\nat readouts lower holds {f['lower_bound_holds']:.0%}, "
-            f"upper {f['upper_bound_holds']:.0%}{every}",
-            loc="left",
+        held = (
+            f"at readouts lower holds {f['lower_bound_holds']:.0%}, "
+            f"upper {f['upper_bound_holds']:.0%}"
+            if int(f.get("bound_steps", 1)) > 0
+            else "no exact readout"
         )
+        ax.set_title(f"({tag}) {label}\n{held}{every}", loc="left")
     note = "" if per_step is not None else "; no per-step λ1 (older results): readouts only"
+    note += TOPK_BOUNDS if _topk(absent) else ""
     style.suptitle(
         fig,
         title(runs, name)
         + f"\nLyapunov bounds: upper where λ1(t) was computed, lower at the readouts, ε = {eps:g}, {dtype}"
-        + note,
+        + note
+        + absent_note(absent),
     )
     style.legend_below(fig, 4)
     return fig, data
