@@ -43,13 +43,14 @@ def test_parameter_counts_are_the_models():
 
 def test_every_architecture_and_dtype_has_its_costs():
     for arch in ARCHITECTURES:
-        assert f"step.{arch}" in COSTS, arch
+        assert f"step.{arch}" in COSTS and f"hvp.{arch}" in COSTS, arch
+        # any network carries an ensemble (around a top-k Lyapunov run)
+        for dtype in DTYPES:
+            assert f"member_{dtype}.{arch}" in COSTS, (dtype, arch)
         if not ARCHITECTURES[arch].exact_curvature:
-            continue  # no spectral run, no Lyapunov run and so no ensemble of it is planned
+            continue  # no exact spectral run or N×N tangent map of it is planned
         for kind in ("lowrank", "dense", "tangent"):
             assert f"{kind}.{arch}" in COSTS, (kind, arch)
-        for dtype in DTYPES:
-            assert f"member_{dtype}.{arch}" in COSTS
         assert arch in job_costs.AUTO_CURVATURE and arch in job_costs.RANK_FRACTION
     assert all(c.seconds > 0 and c.unit and c.scaling for c in COSTS.values())
 
@@ -357,3 +358,29 @@ def test_ensembles_around_a_topk_map_count_three_strategies():
     assert exact.seconds - cost("startup") == pytest.approx(
         (req.seconds - cost("startup")) * (1 + 5 * 11) / members
     )
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_every_job_of_every_shipped_config_is_priced_while_planning(name, monkeypatch):
+    """A missing cost would end the workflow when Snakemake first asks for that job's
+    resources, after the jobs before it ran: planning prices every run's and reference's job."""
+    asked = []
+    real = job_costs.JobResources.request
+
+    def request(self, stage, key=None):
+        asked.append((stage, key))
+        return real(self, stage, key)
+
+    monkeypatch.setattr(job_costs.JobResources, "request", request)
+    p = planner(yaml.safe_load((REPO / "config" / name).read_text()))
+    stages = {stage for stage, _ in asked}
+    assert {key for stage, key in asked if stage in ("train", "lyapunov")} == set(p.runs)
+    for ref in p.references:
+        assert ("ensembles", ref) in asked and ("fits", ref) in asked
+    assert stages <= {"train", "lyapunov", "ensembles", "fits"}
+
+
+def test_a_cost_the_table_lacks_stops_the_planning(monkeypatch):
+    monkeypatch.delitem(job_costs.COSTS, "member_float32.mlp")
+    with pytest.raises(KeyError, match="member_float32.mlp"):
+        planner()

@@ -126,6 +126,11 @@ COSTS: dict[str, Cost] = {
     "member_float64.mlp": Cost(2.3e-5, "ensemble member step", "∝ N, never below the reference"),
     "member_float32.cnn": Cost(2.5e-4, "ensemble member step", "∝ N, never below the reference"),
     "member_float64.cnn": Cost(4.2e-4, "ensemble member step", "∝ N, never below the reference"),
+    # the ResNet's members through vmap with each member's BatchNorm statistics (ensembles
+    # around a top-k Lyapunov run): 4.2 ms float32, 10.6 ms float64 a member step at N = 68,642
+    # (ResNet-20 of width 8, 16 members), timed on 2026-12-03, scaled to N_REF
+    "member_float32.resnet": Cost(2.6e-2, "ensemble member step", "∝ N, never below the reference"),
+    "member_float64.resnet": Cost(6.6e-2, "ensemble member step", "∝ N, never below the reference"),
     # the datasets stage: 14 s for FashionMNIST's 70 000 images, start-up included
     "dataset_image": Cost(2.0e-4, "image prepared", "fixed"),
     # an estimate, not measured: figures and claims read and reduce whole steps tables

@@ -543,14 +543,25 @@ def job_resources(
     figures: dict[str, Figure],
 ) -> JobResources:
     """Each job's runtime and memory request (:mod:`chaosgd.planning.job_costs`), for the rules'
-    ``resources:``; the figures and claims are sized by the result tables they read."""
-    return JobResources(
+    ``resources:``; the figures and claims are sized by the result tables they read.
+
+    The jobs of the runs and references are priced here, while the config is checked: a cost
+    the table lacks would otherwise stop the workflow only when Snakemake first asks for that
+    job's resources, after the jobs before it ran."""
+    resources = JobResources(
         config,
         runs,
         references=references,
         figures={name: fig.inputs for name, fig in figures.items()},
         claims_inputs=claims_inputs(runs, lyapunov, references),
     )
+    tangent = {r for chosen in lyapunov.values() for r in chosen}
+    for rid in runs:
+        resources.request("lyapunov" if rid in tangent else "train", rid)
+    for ref in references:
+        resources.request("ensembles", ref)
+        resources.request("fits", ref)
+    return resources
 
 
 def config_name(configfiles, basedir) -> str:

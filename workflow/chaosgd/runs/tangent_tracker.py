@@ -170,7 +170,7 @@ class TangentHook:
             }
         )
         print(
-            f"step {t}: exact readout ({out.method}) in {seconds:.1f} s: "
+            f"step {t}: readout ({self.METHOD_PREFIX}{out.method}) in {seconds:.1f} s: "
             f"lambda_1 {out.exponents[0]:.3e}, lambda_N {out.exponents[-1]:.3e}",
             file=sys.stderr,
         )
