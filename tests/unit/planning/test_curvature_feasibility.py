@@ -114,3 +114,15 @@ def test_ensembles_around_a_topk_map_plan_with_the_three_strategies_it_gives():
     cfg["lyapunov"]["topk"] = 0
     exact = plan.job_resources(cfg, runs, lyapunov, refs, figures)
     assert exact._members() == 1 + 5 * 2
+
+
+def test_runs_with_topk_curvature_plan_no_spectrum_figures():
+    """App. B.2's figures draw the whole spectrum, which topk never records: none is planned
+    (a figure job would find no rows); with the exact curvature they are."""
+    cfg = config(["sgd", "cgd-negative-top5"], model="mlp", curvature="topk")
+    runs, groups, lyapunov = plan.plan_runs(cfg)
+    names = set(plan.figures(runs, groups, lyapunov))
+    assert "b" in names and not any(n.startswith("figB2") for n in names), names
+    exact = config(["sgd", "cgd-negative-top5"], model="mlp", curvature="auto")
+    runs, groups, lyapunov = plan.plan_runs(exact)
+    assert {"figB2_b", "figB2hist_b"} <= set(plan.figures(runs, groups, lyapunov))

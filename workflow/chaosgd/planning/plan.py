@@ -404,6 +404,12 @@ def _figure(
     return Figure(name, kind, experiment, tuple(runs), inputs, caption, options)
 
 
+def records_spectrum(settings: RunSettings) -> bool:
+    """Whether a run records the whole nonzero Hessian spectrum (App. B.2's eigenvalues and
+    counts): curvature ``topk`` finds only the k pairs a CGD variant prunes."""
+    return settings.needs_spectrum and settings.curvature != "topk"
+
+
 def figures(
     runs: dict[str, RunSettings],
     groups: dict[str, list[str]],
@@ -414,8 +420,8 @@ def figures(
     """Every figure of the config, by name, as :data:`chaosgd.planning.vocab.FIGURE_KINDS` says.
 
     Each experiment gets the kinds of scope ``experiment`` (its curves, named after it: fig1,
-    fig2, figB1_fmnist, ..., and its validation curves); when its runs recorded the Hessian
-    spectrum, those of scope ``spectral`` (App. B.2); when runs of it carry a tangent map
+    fig2, figB1_fmnist, ..., and its validation curves); when its runs record the whole Hessian
+    spectrum (not curvature ``topk``'s k pairs), those of scope ``spectral`` (App. B.2); when runs of it carry a tangent map
     (selected under ``lyapunov.runs``), those of scope ``tangent`` (App. C.1, C.2). Perturbed
     ensembles (``references``: run -> label, with the ``ensembles`` config) give the kinds of
     scope ``references`` (all references: fig3a) and ``reference`` (each: fig3b, C.3-C.5).
@@ -427,7 +433,7 @@ def figures(
     for name, members in groups.items():
         scoped = {
             "experiment": members,
-            "spectral": [r for r in members if runs[r].needs_spectrum],
+            "spectral": [r for r in members if records_spectrum(runs[r])],
             "tangent": lyapunov.get(name, []),
         }
         for scope, chosen in scoped.items():
