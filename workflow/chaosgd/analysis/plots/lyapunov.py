@@ -175,10 +175,8 @@ def plot_exponents(runs: list[Run], name: str):
     note = ""
     if topk:
         ks = ", ".join(map(str, sorted(topk)))
-        note += (
-            f"; lyapunov.topk: the k = {ks} leading exponents ln σ_i(Y(t)Q0)/t, lower bounds of "
-            "the exact ones; λN and the counts are the k-th and among the k"
-        )
+        # the suptitle's second line: short enough for the figure's width
+        note += f"; lyapunov.topk: the {ks} leading ones (lower bounds; λN is the last of them)"
     if missing:
         note += f"; no per-step λ1 for {', '.join(missing)} (older results): readouts only"
     style.suptitle(
