@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# the stress tool reads Snakemake's job table too: one parser
+from chaosgd.tools.stress.compare import job_counts  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -73,21 +76,6 @@ def run_snakemake(
             f"{proc.stderr[-4000:]}"
         )
     return proc
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Jobs per rule from the 'Job stats' table that Snakemake prints."""
-    counts: dict[str, int] = {}
-    lines = output.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() == "Job stats:":
-            for row in lines[i + 3 :]:
-                parts = row.split()
-                if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-                    break
-                counts[parts[0]] = int(parts[1])
-            break
-    return counts
 
 
 # timings, and how this particular job got there: the only parts of run.json and the ensembles'
