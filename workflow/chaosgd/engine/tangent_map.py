@@ -47,6 +47,7 @@ import warnings
 import numpy as np
 import torch
 
+from chaosgd.engine.factored_state import FactoredState
 from chaosgd.engine.graded_svd import (
     DC_ORTH,
     DC_SETTINGS,
@@ -96,7 +97,7 @@ def _pow2_scale(x: torch.Tensor, p: int) -> torch.Tensor:
     return x * 2.0**h * 2.0 ** (p - h)
 
 
-class TangentMap:
+class TangentMap(FactoredState):
     """Accumulates the tangent map Y(t) = J(t-1)···J(0), Y(0) = I, in factored form.
 
     Args:
@@ -403,19 +404,7 @@ class TangentMap:
     # -------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything needed to continue bit-identically; tensors only (weights_only loading)."""
-        sd = {
-            "Q": self.Q.clone(),
-            "B": self.B.clone(),
-            "s": self.s.clone(),
-            "log_diag": self.log_diag.clone(),
-            "t": torch.tensor(self._t, dtype=torch.int64),
-            "since_reorth": torch.tensor(self._since, dtype=torch.int64),
-            "log_growth": torch.tensor(self._growth, dtype=torch.float64),
-            "reorth_every": torch.tensor(self.reorth_every, dtype=torch.int64),
-            "max_log_growth": torch.tensor(self.max_log_growth, dtype=torch.float64),
-            "lost": torch.tensor(self._lost or (-1, 0, 0.0), dtype=torch.float64),
-            "fold_log_cond": torch.tensor(self._fold_log_cond, dtype=torch.float64),
-        }
+        sd = {"Q": self.Q.clone(), **self._factor_state()}
         if self.G is not None:
             sd["G"] = self.G.clone()
         return sd
@@ -432,30 +421,10 @@ class TangentMap:
                 raise ValueError(
                     f"state_dict[{key!r}] has shape {tuple(sd[key].shape)}, want {shape}"
                 )
+        self._load_factor_state(sd)
         kw = dict(dtype=self.dtype, device=self.device)
         self.Q = sd["Q"].to(**kw).clone()
-        self.B = sd["B"].to(**kw).clone()
-        if not torch.equal(self.B, self.B.triu()):
-            # the folds multiply triangular factors as such (and the readout assumes one)
-            raise ValueError("state_dict['B'] is not upper triangular")
-        self.s = sd["s"].to(dtype=torch.float64, device=self.device).clone()
-        self.log_diag = sd["log_diag"].to(dtype=torch.float64, device=self.device).clone()
         self.G = sd["G"].to(**kw).clone() if "G" in sd else None
-        self._t = int(sd["t"])
-        self._since = int(sd["since_reorth"])
-        self._growth = float(sd["log_growth"])
-        if "reorth_every" in sd:
-            self.reorth_every = int(sd["reorth_every"])
-        if "max_log_growth" in sd:
-            self.max_log_growth = float(sd["max_log_growth"])
-        # checkpoints from before the precision checks carry no record: nothing known lost
-        self._lost = None
-        if "lost" in sd and int(sd["lost"][0]) >= 0:
-            t, i, value = sd["lost"].tolist()
-            self._lost = (int(t), int(i), float(value))
-        self._fold_log_cond = float(sd["fold_log_cond"]) if "fold_log_cond" in sd else 0.0
-        self._version += 1
-        self._cache = None
 
     # ------------------------------------------------------------------------------ helpers
     def _structured(self, basis, coords, lam: torch.Tensor) -> bool:

@@ -76,6 +76,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from chaosgd.engine.factored_state import FactoredState
 from chaosgd.engine.graded_svd import (
     DC_ORTH,
     DC_SETTINGS,
@@ -153,7 +154,7 @@ def overlap_bound(q0, v) -> np.ndarray:
     return out
 
 
-class TopKTangent:
+class TopKTangent(FactoredState):
     """k tangent vectors W(t) = Y(t)Q0 advanced by Hessian-vector products, and their exponents.
 
     Args:
@@ -387,16 +388,7 @@ class TopKTangent:
         sd = {
             "q0": self.q0.clone(),
             "Q_rows": self._rows.clone(),
-            "B": self.B.clone(),
-            "s": self.s.clone(),
-            "log_diag": self.log_diag.clone(),
-            "t": torch.tensor(self._t, dtype=torch.int64),
-            "since_reorth": torch.tensor(self._since, dtype=torch.int64),
-            "log_growth": torch.tensor(self._growth, dtype=torch.float64),
-            "reorth_every": torch.tensor(self.reorth_every, dtype=torch.int64),
-            "max_log_growth": torch.tensor(self.max_log_growth, dtype=torch.float64),
-            "lost": torch.tensor(self._lost or (-1, 0, 0.0), dtype=torch.float64),
-            "fold_log_cond": torch.tensor(self._fold_log_cond, dtype=torch.float64),
+            **self._factor_state(),
             "hvp_products": torch.tensor(self.hvp_products, dtype=torch.int64),
         }
         if self._g is not None:
@@ -424,29 +416,12 @@ class TopKTangent:
                     f"state_dict[{key!r}] has shape {tuple(sd[key].shape)}, want {shape} "
                     f"(n = {n}, k = {k})"
                 )
+        self._load_factor_state(sd)
         kw = dict(dtype=self.dtype, device=self.device)
-        B = sd["B"].to(**kw).contiguous().clone()
-        if not torch.equal(B, B.triu()):
-            raise ValueError("state_dict['B'] is not upper triangular")
         self.q0 = sd["q0"].to(**kw).contiguous().clone()
         self._rows = sd["Q_rows"].to(**kw).contiguous().clone()
         self._g = sd["G_rows"].to(**kw).contiguous().clone() if "G_rows" in sd else None
-        self.B = B
-        self.s = sd["s"].to(dtype=torch.float64, device=self.device).clone()
-        self.log_diag = sd["log_diag"].to(dtype=torch.float64, device=self.device).clone()
-        self._t = int(sd["t"])
-        self._since = int(sd["since_reorth"])
-        self._growth = float(sd["log_growth"])
-        self.reorth_every = int(sd["reorth_every"])
-        self.max_log_growth = float(sd["max_log_growth"])
-        self._lost = None
-        if "lost" in sd and int(sd["lost"][0]) >= 0:
-            t, i, value = sd["lost"].tolist()
-            self._lost = (int(t), int(i), float(value))
-        self._fold_log_cond = float(sd["fold_log_cond"]) if "fold_log_cond" in sd else 0.0
         self.hvp_products = int(sd["hvp_products"]) if "hvp_products" in sd else 0
-        self._version += 1
-        self._cache = None
 
     # ------------------------------------------------------------------------------ helpers
     def _start(self, q0, generator) -> torch.Tensor:
